@@ -1,0 +1,160 @@
+"""Feature extraction over a manifest, cached on disk and resumable.
+
+Features are computed by `service.features` (the code the service runs, so there is no
+train/serve skew) and cached per sample under `<root>/<feature spec sha256>/`, keyed by a
+hash of the sample's content (text, media bytes). Only the real (unpadded) steps of
+present modalities are stored, so MELD's 13.7k utterances stay small. An interrupted run
+resumes where it stopped; a file that fails to decode is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from model.missing import MODALITIES, Modality
+from service.features.errors import MediaError
+from training.data.manifest import ManifestRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    row: int
+    error: str
+
+
+@dataclass
+class FeatureTable:
+    """Stacked features of many samples, ready for training: arrays are `(N, L, D)`."""
+
+    ids: list[str]
+    splits: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) str
+    arrays: dict[Modality, np.ndarray]
+    present: np.ndarray  # (N, 3) bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, index: np.ndarray) -> FeatureTable:
+        return FeatureTable(
+            [self.ids[i] for i in index],
+            self.splits[index],
+            self.labels[index],
+            {m: a[index] for m, a in self.arrays.items()},
+            self.present[index],
+        )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sample_key(row: ManifestRow) -> str:
+    """Content hash of one sample's inputs (not of its id or label)."""
+    h = hashlib.sha256()
+    h.update(b"text\0" + (row.text or "").encode("utf-8") + b"\0")
+    for name, path in (("audio", row.audio), ("video", row.video)):
+        h.update(f"{name}\0{_sha256_file(path) if path else ''}\0".encode())
+    return h.hexdigest()
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeatureCache:
+    """Extracts and caches features for manifest rows with a `FeatureExtractor`."""
+
+    def __init__(self, root: Path, extractor: Any) -> None:
+        self.extractor = extractor
+        spec = extractor.spec
+        self.spec_sha256: str = spec.sha256()
+        self.dir = Path(root) / self.spec_sha256[:16]
+        self.shapes = {m: (spec_of(spec, m).length, spec_of(spec, m).dim) for m in MODALITIES}
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.npz"
+
+    def _extract(self, row: ManifestRow, path: Path) -> None:
+        batch = self.extractor.extract(text=row.text, audio=row.audio, video=row.video)
+        result = batch.results[0]
+        arrays: dict[str, np.ndarray] = {}
+        for m in MODALITIES:
+            r = result[m]
+            if r.present:  # store only the real steps; padding is re-made on load
+                arrays[m.value] = np.asarray(r.features[r.mask], dtype=np.float32)
+        _atomic_savez(path, arrays)
+
+    def _load(self, path: Path) -> dict[Modality, np.ndarray]:
+        with np.load(path, allow_pickle=False) as z:
+            return {m: z[m.value] for m in MODALITIES if m.value in z.files}
+
+    def table(
+        self, rows: Sequence[ManifestRow], progress: bool = True
+    ) -> tuple[FeatureTable, list[Failure]]:
+        """Features of every row (extracting what is not cached); failures are skipped."""
+        failures: list[Failure] = []
+        kept: list[tuple[ManifestRow, dict[Modality, np.ndarray]]] = []
+        for row in tqdm(rows, desc="features", unit="sample", disable=not progress):
+            path = self._path(sample_key(row))
+            try:
+                if not path.is_file():
+                    self._extract(row, path)
+                feats = self._load(path)
+            except MediaError as e:
+                log.warning("skipping %s (row %d): %s", row.id, row.row, e)
+                failures.append(Failure(row.id, row.row, str(e)))
+                continue
+            if not feats:
+                failures.append(Failure(row.id, row.row, "no modality present after extraction"))
+                continue
+            kept.append((row, feats))
+        return self._stack(kept), failures
+
+    def _stack(self, kept: list[tuple[ManifestRow, dict[Modality, np.ndarray]]]) -> FeatureTable:
+        n = len(kept)
+        arrays = {m: np.zeros((n, *self.shapes[m]), dtype=np.float32) for m in MODALITIES}
+        present = np.zeros((n, 3), dtype=bool)
+        for i, (_, feats) in enumerate(kept):
+            for j, m in enumerate(MODALITIES):
+                if m in feats:
+                    steps = feats[m]
+                    arrays[m][i, arrays[m].shape[1] - len(steps) :] = steps  # left padding
+                    present[i, j] = True
+        return FeatureTable(
+            ids=[r.id for r, _ in kept],
+            splits=np.array([r.split.value for r, _ in kept]),
+            labels=np.array([r.label for r, _ in kept]),
+            arrays=arrays,
+            present=present,
+        )
+
+
+def spec_of(spec: Any, modality: Modality) -> Any:
+    """The per-modality spec (with `.length` and `.dim`) inside a FeatureSpec."""
+    return getattr(spec, modality.value)
