@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,18 @@ class Limits:
     max_audio_sample_rate: int = 384_000
 
 
+class AbsentReason(str, Enum):
+    """Why a modality is absent. `ModalityResult.reason` holds the value (a plain str)."""
+
+    NOT_SENT = "not_sent"
+    EMPTY_TEXT = "empty_text"  # empty or whitespace-only
+    SILENT = "silent"  # no frame above the activity threshold (silence or near-silence)
+    TOO_SHORT = "too_short"  # some activity, but less than the minimum usable duration
+    NO_AUDIO_TRACK = "no_audio_track"  # a video container without an audio stream
+    NO_FACE = "no_face"  # too few sampled frames with a face (video)
+    UNAVAILABLE = "extractor_unavailable"  # this build has no extractor for the modality
+
+
 @dataclass
 class ModalityResult:
     """One modality of one sample: fixed-length features plus an honest presence verdict.
@@ -42,6 +55,27 @@ class ModalityResult:
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def absent(
+        cls,
+        modality: Modality,
+        length: int,
+        dim: int,
+        reason: AbsentReason | str,
+        details: dict[str, Any] | None = None,
+        timings_ms: dict[str, float] | None = None,
+    ) -> ModalityResult:
+        """An all-zero, fully masked result for a modality that is not usable."""
+        return cls(
+            modality=modality,
+            features=np.zeros((length, dim), dtype=np.float32),
+            mask=np.zeros(length, dtype=bool),
+            present=False,
+            reason=reason.value if isinstance(reason, AbsentReason) else reason,
+            details=dict(details or {}),
+            timings_ms=dict(timings_ms or {}),
+        )
 
 
 @dataclass

@@ -1,0 +1,226 @@
+"""Text -> token-level features `(Lt, D)` through a pretrained encoder run by onnxruntime.
+
+The encoder and its tokenizer are described by `encoders/text.json` (written by
+`mplmm build-encoders`): which ONNX file, which tokenizer (the encoder's own `tokenizers`
+JSON or a sentencepiece model), the sequence length and the sha256 of both files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from model.missing import Modality
+from service.features.errors import MediaTooLargeError
+from service.features.types import AbsentReason, Limits, ModalityResult
+
+TEXT_SPEC_FILE = "text.json"
+
+
+class TokenizerKind(str, Enum):
+    TOKENIZERS = "tokenizers"  # a HuggingFace tokenizer.json (WordPiece, BPE, ...)
+    SENTENCEPIECE = "sentencepiece"  # a sentencepiece .model file
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """What the text features are: encoder, tokenizer, sequence length and file hashes."""
+
+    name: str
+    version: str
+    dim: int
+    length: int
+    tokenizer: TokenizerKind
+    model_file: str
+    tokenizer_file: str
+    model_sha256: str
+    tokenizer_sha256: str
+    # sentencepiece only: ids wrapped around the pieces (-1 = none) and the pad id.
+    bos_id: int = -1
+    eos_id: int = -1
+    pad_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tokenizer"] = self.tokenizer.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextSpec:
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        fields["tokenizer"] = TokenizerKind(fields["tokenizer"])
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, encoders_dir: Path) -> TextSpec:
+        path = Path(encoders_dir) / TEXT_SPEC_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: build the encoders with `mplmm build-encoders --out "
+                f"{encoders_dir}`"
+            )
+        return cls.from_dict(json.loads(path.read_text())["spec"])
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Tokenize(Protocol):
+    def __call__(self, texts: list[str]) -> list[list[int]]: ...
+
+
+def _hf_tokenizer(path: Path, length: int) -> _Tokenize:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()  # we pad ourselves, to the batch's longest sequence
+    tok.enable_truncation(max_length=length)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in tok.encode_batch(texts)]
+
+    return encode
+
+
+def _sp_tokenizer(path: Path, spec: TextSpec) -> _Tokenize:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    head = [spec.bos_id] if spec.bos_id >= 0 else []
+    tail = [spec.eos_id] if spec.eos_id >= 0 else []
+    room = spec.length - len(head) - len(tail)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        pieces: list[list[int]] = sp.encode(texts, out_type=int)
+        return [head + p[:room] + tail for p in pieces]
+
+    return encode
+
+
+class TextEncoder:
+    """Tokenise and encode text into left-padded `(Lt, D)` features with a mask.
+
+    Thread-safe: onnxruntime's `run` and both tokenizers may be called concurrently.
+    """
+
+    def __init__(
+        self,
+        encoders_dir: Path,
+        limits: Limits | None = None,
+        spec: TextSpec | None = None,
+        intra_op_threads: int = 0,
+        verify_sha256: bool = True,
+    ) -> None:
+        self.dir = Path(encoders_dir)
+        self.spec = spec if spec is not None else TextSpec.load(self.dir)
+        self.limits = limits or Limits()
+        model_path = self.dir / self.spec.model_file
+        tok_path = self.dir / self.spec.tokenizer_file
+        if verify_sha256:
+            for path, want in (
+                (model_path, self.spec.model_sha256),
+                (tok_path, self.spec.tokenizer_sha256),
+            ):
+                got = sha256_file(path)
+                if got != want:
+                    raise ValueError(
+                        f"{path}: sha256 {got} does not match the spec's {want}; rebuild with "
+                        "`mplmm build-encoders --force`"
+                    )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(
+            str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._output = self.session.get_outputs()[0].name
+        self._tokenize: _Tokenize = (
+            _hf_tokenizer(tok_path, self.spec.length)
+            if self.spec.tokenizer is TokenizerKind.TOKENIZERS
+            else _sp_tokenizer(tok_path, self.spec)
+        )
+
+    def check(self, text: str, field: str = "text") -> bool:
+        """False for empty/whitespace-only text; raises MediaTooLargeError over the limit."""
+        if len(text) > self.limits.max_text_chars:
+            raise MediaTooLargeError(
+                field,
+                f"{len(text)} characters, over the limit of {self.limits.max_text_chars}; "
+                "send a shorter text",
+            )
+        return bool(text.strip())
+
+    def encode_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Run the encoder on token ids: `(B, Lt, D)` float32 left-padded and `(B, Lt)` mask."""
+        n = np.array([len(x) for x in ids], dtype=np.int64)  # (B,)
+        width = max(int(n.max()), 1)
+        # The encoder sees right padding (its positions start at 0 for every row), then
+        # the real tokens are moved to the end of the Lt window.
+        input_ids = np.full((len(ids), width), self.spec.pad_id, dtype=np.int64)
+        attention = np.arange(width)[None, :] < n[:, None]  # (B, W)
+        input_ids[attention] = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids])
+        hidden = self.session.run(
+            [self._output],
+            {"input_ids": input_ids, "attention_mask": attention.astype(np.int64)},
+        )[0]  # (B, W, D)
+        length = self.spec.length
+        src = np.arange(length)[None, :] - (length - n[:, None])  # (B, Lt), <0 = padding
+        mask = src >= 0
+        gathered = np.take_along_axis(hidden, np.clip(src, 0, width - 1)[:, :, None], axis=1)
+        feats = np.where(mask[:, :, None], gathered, 0.0).astype(np.float32)  # (B, Lt, D)
+        return feats, mask
+
+    def encode_batch(self, texts: list[str], field: str = "text") -> list[ModalityResult]:
+        """One ModalityResult per text; empty texts are absent, the rest share one ORT run."""
+        usable = [self.check(t, field) for t in texts]
+        results: list[ModalityResult | None] = [
+            None
+            if ok
+            else ModalityResult.absent(
+                Modality.TEXT, self.spec.length, self.spec.dim, AbsentReason.EMPTY_TEXT
+            )
+            for ok in usable
+        ]
+        todo = [i for i, ok in enumerate(usable) if ok]
+        if todo:
+            t0 = time.perf_counter()
+            ids = self._tokenize([texts[i] for i in todo])
+            t1 = time.perf_counter()
+            feats, mask = self.encode_ids(ids)
+            t2 = time.perf_counter()
+            per = len(todo)
+            timings = {
+                "text_tokenize": (t1 - t0) * 1e3 / per,
+                "text_encode": (t2 - t1) * 1e3 / per,
+            }
+            for row, i in enumerate(todo):
+                results[i] = ModalityResult(
+                    modality=Modality.TEXT,
+                    features=feats[row],
+                    mask=mask[row],
+                    present=True,
+                    details={
+                        "tokens": len(ids[row]),
+                        "chars": len(texts[i]),
+                    },
+                    timings_ms=dict(timings),
+                )
+        return [r for r in results if r is not None]
+
+    def encode(self, text: str, field: str = "text") -> ModalityResult:
+        return self.encode_batch([text], field)[0]
+
+    def warmup(self) -> None:
+        self.encode("warm up the text encoder")
