@@ -1,0 +1,216 @@
+"""MulT transformer encoders (Tsai et al. 2019): pre-LayerNorm layers, crossmodal or self.
+
+Two implementations of the same math:
+
+- `Encoder.forward` is the plain one, one encoder at a time with its own modules. It is
+  the readable definition and what the per-sample reference uses.
+- `run_grouped` runs G encoders of identical geometry as ONE stack of batched matmuls
+  over weights stacked along a leading group axis. The six crossmodal transformers (and
+  the three self-attention ones) have tiny widths (d=30), so one (G, N, E) x (G, E, F)
+  product fuses far better than six small ones, and the ONNX graph has a sixth of the
+  nodes. Stacking initializers is constant-folded by onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """fairseq/MulT sinusoids `(num_positions + 1, dim)`; row 0 (the padding index) is zero.
+
+    Positions start at 1, as in MulT. Unlike MulT, the position of a step never depends
+    on its values (MulT zeroes steps whose first feature is exactly 0), so a generated or
+    all-zero modality gets the same positions as a real one and the graph has no
+    data-dependent indexing.
+    """
+    half = dim // 2
+    step = math.log(10000) / (half - 1) if half > 1 else 0.0
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)  # (half,)
+    angles = torch.arange(num_positions + 1, dtype=torch.float32)[:, None] * freqs[None, :]
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)  # (P+1, 2*half)
+    if dim % 2:
+        table = torch.cat([table, torch.zeros(num_positions + 1, 1)], dim=1)
+    table[0] = 0.0
+    return table
+
+
+def causal_mask(q_len: int, k_len: int) -> torch.Tensor:
+    """MulT's future mask `(q_len, k_len)`: 0 where allowed, -inf above the shifted diagonal."""
+    full = torch.full((q_len, k_len), float("-inf"))
+    return torch.triu(full, diagonal=1 + abs(k_len - q_len))
+
+
+class EncoderLayer(nn.Module):
+    """One pre-LN layer: x + Attn(LN(x), LN(kv)), then x + FFN(LN(x)).
+
+    As in MulT, the same LayerNorm (`ln_attn`) normalises the query stream and, in a
+    crossmodal layer, the key/value stream.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, attn_dropout: float, relu_dropout: float, res_dropout: float
+    ) -> None:
+        super().__init__()
+        self.dim, self.heads = dim, heads
+        self.attn_dropout, self.relu_dropout, self.res_dropout = (
+            attn_dropout,
+            relu_dropout,
+            res_dropout,
+        )
+        self.ln_attn = nn.LayerNorm(dim)
+        self.in_proj = nn.Linear(dim, 3 * dim)  # rows: query, key, value
+        self.out_proj = nn.Linear(dim, dim)
+        self.ln_ffn = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        # MulT initialisation: xavier weights, zero biases.
+        for lin in (self.in_proj, self.out_proj, self.fc1, self.fc2):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def _attention(
+        self, x: torch.Tensor, src: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, t, e = x.shape
+        s = src.shape[1]
+        hd = e // self.heads
+        w, bias = self.in_proj.weight, self.in_proj.bias
+        q = F.linear(x, w[:e], bias[:e]) * hd**-0.5  # (B, T, E)
+        k = F.linear(src, w[e : 2 * e], bias[e : 2 * e])  # (B, S, E)
+        v = F.linear(src, w[2 * e :], bias[2 * e :])  # (B, S, E)
+        q = q.view(b, t, self.heads, hd).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(b, s, self.heads, hd).transpose(1, 2)  # (B, H, S, hd)
+        v = v.view(b, s, self.heads, hd).transpose(1, 2)  # (B, H, S, hd)
+        scores = q @ k.transpose(-1, -2)  # (B, H, T, S)
+        if mask is not None:
+            scores = scores + mask
+        probs = F.dropout(scores.softmax(-1), self.attn_dropout, self.training)
+        out = (probs @ v).transpose(1, 2).reshape(b, t, e)  # (B, T, E)
+        return self.out_proj(out)
+
+    def forward(
+        self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x `(B, T, E)`, kv `(B, S, E)` or None for self-attention -> `(B, T, E)`."""
+        residual = x
+        x = self.ln_attn(x)
+        src = x if kv is None else self.ln_attn(kv)
+        x = residual + F.dropout(self._attention(x, src, mask), self.res_dropout, self.training)
+        residual = x
+        x = F.dropout(F.relu(self.fc1(self.ln_ffn(x))), self.relu_dropout, self.training)
+        return residual + F.dropout(self.fc2(x), self.res_dropout, self.training)
+
+
+class Encoder(nn.Module):
+    """A MulT TransformerEncoder: scale by sqrt(E), add positions, dropout, layers, LN."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        max_len: int,
+        *,
+        attn_dropout: float,
+        relu_dropout: float,
+        res_dropout: float,
+        embed_dropout: float,
+        causal: bool,
+    ) -> None:
+        super().__init__()
+        self.dim, self.heads, self.embed_dropout, self.causal = dim, heads, embed_dropout, causal
+        self.scale = math.sqrt(dim)
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, heads, attn_dropout, relu_dropout, res_dropout)
+            for _ in range(layers)
+        )
+        self.ln_out = nn.LayerNorm(dim)
+        # A function of the config, not a weight: kept out of the state dict.
+        self.register_buffer("positions", sinusoidal_table(max_len, dim), persistent=False)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """`(..., T, E)` -> scaled, position-added, dropped-out `(..., T, E)`."""
+        x = self.scale * x + self.positions[1 : x.shape[-2] + 1]
+        return F.dropout(x, self.embed_dropout, self.training)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        """x `(B, T, E)`; kv `(B, S, E)` for a crossmodal encoder -> `(B, T, E)`."""
+        x = self.embed(x)
+        kv = None if kv is None else self.embed(kv)
+        mask = None
+        if self.causal:
+            mask = causal_mask(x.shape[1], x.shape[1] if kv is None else kv.shape[1])
+        for layer in self.layers:
+            x = layer(x, kv, mask)
+        return self.ln_out(x)
+
+
+def _stack(encoders: Sequence[Encoder], name: str) -> torch.Tensor:
+    return torch.stack([enc.get_parameter(name) for enc in encoders])
+
+
+def _grouped_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # x (G, N, E), w/b (G, E): per-group affine after a shared normalisation.
+    return F.layer_norm(x, x.shape[-1:]) * w[:, None, :] + b[:, None, :]
+
+
+def run_grouped(
+    encoders: Sequence[Encoder], x: torch.Tensor, kv: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run G encoders of identical geometry at once; same math as `Encoder.forward`.
+
+    x `(G, B, T, E)` is encoder g's query input at `x[g]`; kv `(G, B, S, E)` likewise.
+    Returns `(G, B, T, E)`.
+    """
+    first = encoders[0]
+    g, b, t, e = x.shape
+    h, hd = first.heads, e // first.heads
+    s = t if kv is None else kv.shape[2]
+    x = first.embed(x).reshape(g, b * t, e)  # (G, N, E), N = B*T
+    src_in = None if kv is None else first.embed(kv).reshape(g, b * s, e)  # (G, M, E)
+    mask = causal_mask(t, s) if first.causal else None
+    layer0 = first.layers[0]
+    for i in range(len(first.layers)):
+        p = f"layers.{i}."
+        ln_w, ln_b = _stack(encoders, p + "ln_attn.weight"), _stack(encoders, p + "ln_attn.bias")
+        w_in = _stack(encoders, p + "in_proj.weight").transpose(1, 2)  # (G, E, 3E)
+        b_in = _stack(encoders, p + "in_proj.bias")[:, None, :]  # (G, 1, 3E)
+        residual = x
+        xn = _grouped_ln(x, ln_w, ln_b)
+        if src_in is None:
+            qkv = torch.baddbmm(b_in, xn, w_in)  # (G, N, 3E)
+            q, k, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
+        else:
+            q = torch.baddbmm(b_in[..., :e], xn, w_in[..., :e])  # (G, N, E)
+            kvp = torch.baddbmm(b_in[..., e:], _grouped_ln(src_in, ln_w, ln_b), w_in[..., e:])
+            k, v = kvp[..., :e], kvp[..., e:]  # (G, M, E) each
+        q = (q * hd**-0.5).reshape(g * b, t, h, hd).transpose(1, 2)  # (GB, H, T, hd)
+        k = k.reshape(g * b, s, h, hd).transpose(1, 2)  # (GB, H, S, hd)
+        v = v.reshape(g * b, s, h, hd).transpose(1, 2)  # (GB, H, S, hd)
+        scores = q @ k.transpose(-1, -2)  # (GB, H, T, S)
+        if mask is not None:
+            scores = scores + mask
+        probs = F.dropout(scores.softmax(-1), layer0.attn_dropout, first.training)
+        att = (probs @ v).transpose(1, 2).reshape(g, b * t, e)  # (G, N, E)
+        w_out = _stack(encoders, p + "out_proj.weight").transpose(1, 2)  # (G, E, E)
+        b_out = _stack(encoders, p + "out_proj.bias")[:, None, :]
+        att = torch.baddbmm(b_out, att, w_out)
+        x = residual + F.dropout(att, layer0.res_dropout, first.training)
+        residual = x
+        xn = _grouped_ln(
+            x, _stack(encoders, p + "ln_ffn.weight"), _stack(encoders, p + "ln_ffn.bias")
+        )
+        w1 = _stack(encoders, p + "fc1.weight").transpose(1, 2)  # (G, E, 4E)
+        b1 = _stack(encoders, p + "fc1.bias")[:, None, :]
+        w2 = _stack(encoders, p + "fc2.weight").transpose(1, 2)  # (G, 4E, E)
+        b2 = _stack(encoders, p + "fc2.bias")[:, None, :]
+        hid = F.dropout(F.relu(torch.baddbmm(b1, xn, w1)), layer0.relu_dropout, first.training)
+        x = residual + F.dropout(torch.baddbmm(b2, hid, w2), layer0.res_dropout, first.training)
+    x = _grouped_ln(x, _stack(encoders, "ln_out.weight"), _stack(encoders, "ln_out.bias"))
+    return x.reshape(g, b, t, e)
