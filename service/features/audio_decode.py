@@ -1,0 +1,248 @@
+"""Decode an audio file or a video's audio track to 16 kHz mono float32, within `Limits`.
+
+The container is recognised from its first bytes, never from a file name. wav, flac, ogg
+and mp3 go through soundfile (libsndfile); video containers (mp4/mov, webm/mkv, avi) and
+raw AAC through PyAV (FFmpeg). Headers are checked against the limits before the full
+decode; where a header cannot be trusted, decoding stops once a limit is passed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.types import Limits
+
+TARGET_RATE = 16_000
+_BLOCK = 1 << 16  # frames per soundfile read, so a lying header cannot make us read 10 h
+
+
+class Container(str, Enum):
+    WAV = "wav"
+    FLAC = "flac"
+    OGG = "ogg"
+    MP3 = "mp3"
+    AAC = "aac"  # raw ADTS stream
+    MP4 = "mp4"  # also mov, m4a, 3gp
+    MATROSKA = "matroska"  # also webm
+    AVI = "avi"
+
+    @property
+    def is_video_container(self) -> bool:
+        return self in (Container.MP4, Container.MATROSKA, Container.AVI)
+
+
+_SOUNDFILE = (Container.WAV, Container.FLAC, Container.OGG, Container.MP3)
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """`samples` `(N,)` float32 at `rate` Hz, mono; what the source declared."""
+
+    samples: np.ndarray
+    rate: int
+    source_rate: int
+    channels: int
+    container: Container
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.samples.shape[0]) / self.rate
+
+
+def sniff(head: bytes) -> Container | None:
+    """The container of a file from its first 12 bytes, or None when not recognised."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return Container.WAV
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return Container.AVI
+    if head[:4] == b"fLaC":
+        return Container.FLAC
+    if head[:4] == b"OggS":
+        return Container.OGG
+    if head[:3] == b"ID3":
+        return Container.MP3
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        # MPEG frame sync: layer bits 00 are ADTS AAC, anything else is MPEG audio.
+        return Container.AAC if (head[1] >> 1) & 0x3 == 0 else Container.MP3
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return Container.MP4
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return Container.MATROSKA
+    return None
+
+
+def read_bytes(data: bytes | Path, max_bytes: int, field: str) -> bytes:
+    """The media's bytes; checks the size (of a path, before reading it) and emptiness."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        size = len(raw)
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise InvalidMediaError(field, f"no such file: {path}")
+        size = path.stat().st_size
+        raw = b""
+    if size > max_bytes:
+        raise MediaTooLargeError(field, f"{size} bytes, over the limit of {max_bytes} bytes")
+    if size == 0:
+        raise InvalidMediaError(field, "empty file (zero bytes)")
+    return raw if raw else Path(data).read_bytes()  # type: ignore[arg-type]
+
+
+def _check_rate(rate: int, limits: Limits, field: str) -> None:
+    if not limits.min_audio_sample_rate <= rate <= limits.max_audio_sample_rate:
+        raise InvalidMediaError(
+            field,
+            f"sample rate {rate} Hz is outside {limits.min_audio_sample_rate}.."
+            f"{limits.max_audio_sample_rate} Hz",
+        )
+
+
+def _check_seconds(seconds: float, limits: Limits, field: str, what: str) -> None:
+    if seconds > limits.max_audio_seconds:
+        raise MediaTooLargeError(
+            field,
+            f"{what} {seconds:.1f} s of audio, over the limit of {limits.max_audio_seconds:g} s",
+        )
+
+
+def _wav_truncated(raw: bytes) -> bool:
+    """True when a WAV's data chunk declares more bytes than the file holds.
+
+    libsndfile silently shortens such a file; a cut-off upload should be an error instead.
+    """
+    pos = 12
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
+        if cid == b"data":
+            # 0 and 0xFFFFFFFF mark streamed WAVs of unknown length: not checkable.
+            return size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(raw)
+        pos += 8 + size + (size & 1)
+    return False
+
+
+def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio:
+    try:
+        f = sf.SoundFile(io.BytesIO(raw))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise InvalidMediaError(field, f"cannot open {kind.value} audio: {e}") from e
+    with f:
+        rate, declared, channels = int(f.samplerate), int(f.frames), int(f.channels)
+        _check_rate(rate, limits, field)
+        if channels < 1:
+            raise InvalidMediaError(field, f"{channels} channels")
+        if declared <= 0:
+            raise InvalidMediaError(field, f"{kind.value} audio with zero samples")
+        _check_seconds(declared / rate, limits, field, "header declares")
+        if kind is Container.WAV and _wav_truncated(raw):
+            raise InvalidMediaError(field, "truncated wav: the data chunk is cut off")
+        cap = int(limits.max_audio_seconds * rate) + 1
+        blocks: list[np.ndarray] = []
+        got = 0
+        try:
+            while got < min(declared, cap):
+                block = f.read(min(_BLOCK, cap - got), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.append(block)
+                got += block.shape[0]
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise InvalidMediaError(field, f"corrupt {kind.value} audio: {e}") from e
+    if got == 0:
+        raise InvalidMediaError(field, f"{kind.value} audio decoded to zero samples")
+    _check_seconds(got / rate, limits, field, "decoded")
+    # Compressed formats may stop a little short of their header; a large gap is a cut.
+    if kind is not Container.MP3 and got < declared - max(rate // 10, declared // 100):
+        raise InvalidMediaError(
+            field, f"truncated {kind.value}: {got} of {declared} declared samples decoded"
+        )
+    stereo = np.concatenate(blocks)  # (N, C)
+    return DecodedAudio(_to_mono_16k(stereo, rate, field), TARGET_RATE, rate, channels, kind)
+
+
+def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio | None:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(raw), mode="r")
+    except av.FFmpegError as e:
+        raise InvalidMediaError(field, f"cannot open {kind.value} container: {e}") from e
+    with container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        rate = int(stream.codec_context.sample_rate or 0)
+        _check_rate(rate, limits, field)
+        if stream.duration is not None and stream.time_base is not None:
+            _check_seconds(float(stream.duration * stream.time_base), limits, field, "header")
+        elif container.duration is not None:
+            _check_seconds(container.duration / av.time_base, limits, field, "header declares")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
+        cap = int(limits.max_audio_seconds * TARGET_RATE)
+        chunks: list[np.ndarray] = []
+        got = 0
+        channels = int(stream.codec_context.channels or 1)
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)  # (n,) packed mono float32
+                    chunks.append(chunk)
+                    got += chunk.shape[0]
+                if got > cap:
+                    _check_seconds(got / TARGET_RATE, limits, field, "decoded")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as e:
+            raise InvalidMediaError(field, f"corrupt {kind.value} audio track: {e}") from e
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if samples.shape[0] == 0:
+        raise InvalidMediaError(field, f"the {kind.value} audio track decoded to zero samples")
+    _check_seconds(samples.shape[0] / TARGET_RATE, limits, field, "decoded")
+    if not np.isfinite(samples).all():
+        raise InvalidMediaError(field, "audio contains NaN or infinite samples")
+    return DecodedAudio(samples, TARGET_RATE, rate, channels, kind)
+
+
+def _to_mono_16k(stereo: np.ndarray, rate: int, field: str) -> np.ndarray:
+    if not np.isfinite(stereo).all():
+        raise InvalidMediaError(field, "audio contains NaN or infinite samples")
+    mono = stereo.mean(axis=1, dtype=np.float32)  # (N,)
+    if rate != TARGET_RATE:
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=TARGET_RATE, res_type="soxr_hq")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def decode_audio(
+    data: bytes | Path, limits: Limits | None = None, field: str = "audio"
+) -> DecodedAudio | None:
+    """Decode to 16 kHz mono float32; None when a video container has no audio track.
+
+    Raises InvalidMediaError (corrupt, truncated, empty, NaN, absurd sample rate),
+    MediaTooLargeError (bytes or seconds over `limits`) or UnsupportedMediaError.
+    """
+    limits = limits or Limits()
+    max_bytes = max(limits.max_audio_bytes, limits.max_video_bytes)
+    raw = read_bytes(data, max_bytes, field)
+    kind = sniff(raw[:12])
+    if kind is None:
+        raise UnsupportedMediaError(
+            field,
+            f"unrecognised container (first bytes {raw[:8]!r}); send wav, flac, ogg, mp3, "
+            "or a video (mp4, mov, webm, mkv, avi) with an audio track",
+        )
+    if not kind.is_video_container and len(raw) > limits.max_audio_bytes:
+        raise MediaTooLargeError(
+            field, f"{len(raw)} bytes, over the limit of {limits.max_audio_bytes} bytes"
+        )
+    if kind in _SOUNDFILE:
+        return _decode_soundfile(raw, kind, limits, field)
+    return _decode_av(raw, kind, limits, field)
