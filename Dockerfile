@@ -66,9 +66,9 @@ RUN uv pip install --python /opt/venv/bin/python --compile-bytecode \
 
 # ---------------------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS runtime
-ARG MPLMM_UID=10001
-RUN groupadd --system --gid "${MPLMM_UID}" mplmm \
-    && useradd --system --uid "${MPLMM_UID}" --gid mplmm --no-create-home \
+ARG APP_UID=10001
+RUN groupadd --system --gid "${APP_UID}" mplmm \
+    && useradd --system --uid "${APP_UID}" --gid mplmm --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin mplmm
 COPY --from=venv /opt/python /opt/python
 COPY --from=venv /opt/venv /opt/venv
@@ -77,7 +77,7 @@ COPY bundle/ /opt/mplmm/bundle/
 COPY --from=builder /src/bundle/encoders/ /opt/mplmm/bundle/encoders/
 # The default packs also seed the packs volume: Docker copies this content into a new, empty
 # named volume (compose). On Kubernetes an init container seeds the shared PVC instead.
-COPY --chown=${MPLMM_UID}:${MPLMM_UID} bundle/packs/ /var/lib/mplmm/packs/
+COPY --chown=${APP_UID}:${APP_UID} bundle/packs/ /var/lib/mplmm/packs/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -93,7 +93,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # emptyDir when the root filesystem is read-only).
 VOLUME ["/var/lib/mplmm/packs"]
 WORKDIR /opt/mplmm
-USER ${MPLMM_UID}:${MPLMM_UID}
+USER ${APP_UID}:${APP_UID}
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MPLMM_PORT', '8000'), timeout=4)"]

@@ -175,8 +175,8 @@ def test_runtime_settings(runtime: Stage) -> None:
     assert runtime.args_of("EXPOSE") == ["8000"]
     assert runtime.args_of("CMD") == ['["mplmm", "serve"]']
     [user] = runtime.args_of("USER")
-    uid = stage_arg(runtime, "MPLMM_UID")
-    assert user == "${MPLMM_UID}:${MPLMM_UID}", "numeric uid:gid"
+    uid = stage_arg(runtime, "APP_UID")
+    assert user == "${APP_UID}:${APP_UID}", "numeric uid:gid"
     assert int(uid) >= 1000, "non-root"
     assert any(f"{PACKS_DIR}/" in a and "--chown=" in a for a in runtime.args_of("COPY"))
 
@@ -194,7 +194,7 @@ def test_healthcheck_probes_healthz(runtime: Stage) -> None:
 
 
 def test_dockerfile_mplmm_names_are_agreed(agreed_names: set[str]) -> None:
-    used = set(MPLMM_NAME.findall(DOCKERFILE.read_text())) - {"MPLMM_UID"}  # a build ARG
+    used = set(MPLMM_NAME.findall(DOCKERFILE.read_text()))
     assert "MPLMM_PACKS_DIR" in used
     assert used <= agreed_names, sorted(used - agreed_names)
 
