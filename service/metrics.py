@@ -1,0 +1,71 @@
+"""Prometheus metrics, one registry per app instance (so two apps in one process, as in
+the tests, never share or clash)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Stage(str, Enum):
+    """Stages of one /predict request, as reported in `timings_ms` and the histogram."""
+
+    DECODE = "decode"
+    EXTRACT = "extract"
+    QUEUE = "queue"
+    INFER = "infer"
+    TOTAL = "total"
+
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """Every metric the service exports, registered in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "predict_requests_total",
+            "Finished /predict requests by pack, missing type and HTTP status.",
+            ["pack", "missing_type", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "predict_latency_seconds",
+            "Latency of /predict per stage (decode, extract, queue, infer, total).",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "batch_size",
+            "Rows per onnxruntime call made by the dynamic batcher.",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "queue_depth",
+            "Admitted /predict requests not yet answered (extracting or waiting to batch).",
+            registry=self.registry,
+        )
+        self.pack_swaps = Counter(
+            "pack_swaps_total",
+            "Pack versions swapped in (upload, directory watch) by pack.",
+            ["pack"],
+            registry=self.registry,
+        )
+        self.pack_load_failures = Counter(
+            "pack_load_failures_total",
+            "Pack versions that failed validation and were not swapped in.",
+            ["pack"],
+            registry=self.registry,
+        )
+        self.modality_dropped = Counter(
+            "modality_dropped_total",
+            "Modalities reported absent, by modality and reason.",
+            ["modality", "reason"],
+            registry=self.registry,
+        )

@@ -1,0 +1,154 @@
+"""Service configuration: environment variables with the prefix `MPLMM_`.
+
+`get_settings()` builds the settings once, on first call (never at import), from the
+process environment. Tests build them from an explicit mapping with
+`Settings.from_env({...})`, which ignores the process environment entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from service.features.types import Limits
+
+# service/settings.py -> repository root -> bundle/
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
+ENV_PREFIX = "MPLMM_"
+# Set while `Settings.from_env` builds: only its mapping counts, never os.environ.
+_EXPLICIT_ONLY: ContextVar[bool] = ContextVar("mplmm_settings_explicit_only", default=False)
+
+
+class ExecutionProvider(str, Enum):
+    """Which onnxruntime execution provider to ask for."""
+
+    AUTO = "auto"  # CUDA when the session really gets it, else CPU
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
+class LogFormat(str, Enum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Settings(BaseSettings):
+    """Every `MPLMM_*` variable. Sizes in bytes, times in seconds unless named `_ms`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    bundle_dir: Path = DEFAULT_BUNDLE_DIR
+    packs_dir: Path | None = Field(
+        default=None, description="packs/<name>/<version>/; defaults to <bundle_dir>/packs"
+    )
+    default_pack: str = Field(default="sentiment", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    admin_token: str | None = Field(default=None, description="unset: admin endpoints 403")
+    execution_provider: ExecutionProvider = ExecutionProvider.AUTO
+    intra_op_threads: int = Field(default=0, ge=0)
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    max_queue: int = Field(default=256, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    extract_workers: int = Field(default=4, ge=1)
+    max_text_chars: int = Field(default=2_000, ge=1)
+    max_audio_bytes: int = Field(default=20_971_520, ge=1)
+    max_audio_seconds: float = Field(default=60.0, gt=0)
+    max_video_bytes: int = Field(default=104_857_600, ge=1)
+    max_video_seconds: float = Field(default=60.0, gt=0)
+    max_video_frames: int = Field(default=3_000, ge=1)
+    max_video_pixels: int = Field(default=2_073_600, ge=1)
+    pack_watch_interval_s: float = Field(default=2.0, ge=0, description="0 turns it off")
+    drain_timeout_s: float = Field(default=20.0, ge=0)
+    log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.JSON
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, data: Any) -> Any:
+        # An empty MPLMM_ADMIN_TOKEN= in a compose file must not enable admin with "".
+        if isinstance(data, dict) and data.get("admin_token") == "":
+            data = {**data, "admin_token": None}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _EXPLICIT_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from an explicit `MPLMM_*` mapping only (the process env is ignored)."""
+        values: dict[str, Any] = {}
+        for key, value in env.items():
+            if key.upper().startswith(ENV_PREFIX):
+                values[key[len(ENV_PREFIX) :].lower()] = value
+        token = _EXPLICIT_ONLY.set(True)
+        try:
+            return cls(**values)
+        finally:
+            _EXPLICIT_ONLY.reset(token)
+
+    @property
+    def resolved_packs_dir(self) -> Path:
+        return self.packs_dir if self.packs_dir is not None else self.bundle_dir / "packs"
+
+    @property
+    def bundled_packs_dir(self) -> Path:
+        return self.bundle_dir / "packs"
+
+    @property
+    def encoders_dir(self) -> Path:
+        return self.bundle_dir / "encoders"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_text_chars=self.max_text_chars,
+            max_audio_bytes=self.max_audio_bytes,
+            max_audio_seconds=self.max_audio_seconds,
+            max_video_bytes=self.max_video_bytes,
+            max_video_seconds=self.max_video_seconds,
+            max_video_frames=self.max_video_frames,
+            max_video_pixels=self.max_video_pixels,
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest /predict body we read: both media at their limits, plus base64 and form
+        overhead (4/3) and room for text and multipart boundaries."""
+        media = self.max_audio_bytes + self.max_video_bytes
+        return media * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
