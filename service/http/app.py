@@ -1,0 +1,75 @@
+"""The app factory: assembles settings, runtime, middleware, error handlers and routers.
+
+`create_app(settings)` builds one independent app (its own runtime and metrics registry,
+so tests can run two side by side). `main()` is the uvicorn factory used by `mplmm serve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.http.errors import install_error_handlers
+from service.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.http.routers import health, metrics, packs, predict
+from service.metrics import ServiceMetrics
+from service.runtime.runtime import ServiceRuntime
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """\
+Sentiment and emotion from any subset of text, audio and video (MPLMM, ACL 2024): a
+frozen multimodal backbone plus hot-swappable prompt packs, one per domain, that handle
+every missing-modality case. Every error is `{"error": {"code", "message"}}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: ServiceRuntime | None = None
+) -> FastAPI:
+    """One service instance. `runtime` lets tests inject a runtime (e.g. another extractor)."""
+    settings = settings if settings is not None else get_settings()
+    if runtime is None:
+        runtime = ServiceRuntime(settings, ServiceMetrics())
+    rt = runtime
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = FastAPI(
+        title="mplmm inference service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = rt
+    app.state.metrics = rt.metrics
+    install_error_handlers(app)
+    for router in (predict.router, packs.router, health.router, metrics.router):
+        app.include_router(router)
+
+    predict_limit = settings.max_body_bytes
+    pack_limit = packs.MAX_PACK_UPLOAD_BYTES + packs.MAX_MANIFEST_BYTES + 64 * 1024
+
+    def limit_for(method: str, path: str) -> int | None:
+        if method == "POST" and path == "/predict":
+            return predict_limit
+        if method == "PUT" and path.startswith("/packs/"):
+            return pack_limit
+        return None
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every response gets an ID
+    return app
+
+
+def main() -> FastAPI:
+    """uvicorn factory: the app over the process environment's settings."""
+    return create_app(get_settings())

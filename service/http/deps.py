@@ -1,0 +1,57 @@
+"""Dependencies of the routes, as `Annotated[..., Depends()]` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.errors import AdminDisabledError, UnauthorizedError
+from service.metrics import ServiceMetrics
+from service.runtime.runtime import ServiceRuntime
+from service.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+def _request_id(request: Request) -> str:
+    rid: str = request.scope.get("state", {}).get("request_id", "")
+    return rid
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(_runtime)]
+MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
+RequestIdDep = Annotated[str, Depends(_request_id)]
+
+
+def _require_admin(request: Request, settings: SettingsDep) -> None:
+    """403 when no admin token is configured; 401 unless the bearer token matches."""
+    if settings.admin_token is None:
+        raise AdminDisabledError(
+            "admin disabled: set MPLMM_ADMIN_TOKEN on the server to enable pack uploads"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <token>'")
+    # Constant time, on bytes, so neither length nor content leaks through timing.
+    if not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        raise UnauthorizedError("invalid admin token")
+
+
+AdminDep = Annotated[None, Depends(_require_admin)]

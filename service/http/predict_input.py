@@ -1,0 +1,180 @@
+"""Decode a /predict body (multipart or JSON with base64 media) into a PredictRequest.
+
+Size checks come before copies: a multipart file is spooled to disk by the parser and
+its size checked before it is read into memory; a base64 string's decoded size is
+computed from its length before it is decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from enum import Enum
+
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from service.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    RequestValidationFailed,
+    UnsupportedMediaTypeError,
+)
+from service.http.schemas import PredictJsonRequest
+from service.runtime.packdir import check_pack_name
+from service.runtime.pipeline import PredictRequest
+from service.settings import Settings
+
+
+class BodyKind(str, Enum):
+    JSON = "application/json"
+    MULTIPART = "multipart/form-data"
+
+
+FORM_FIELDS = ("text", "audio", "video", "pack")
+_GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+
+
+def _limit(settings: Settings, field: str) -> int:
+    return settings.max_audio_bytes if field == "audio" else settings.max_video_bytes
+
+
+def _too_large(field: str, size: int, limit: int) -> PayloadTooLargeError:
+    var = "MPLMM_MAX_AUDIO_BYTES" if field == "audio" else "MPLMM_MAX_VIDEO_BYTES"
+    return PayloadTooLargeError(
+        f"{field}: {size} bytes is over the limit of {limit} bytes ({var}); send a shorter "
+        "or more compressed file"
+    )
+
+
+def _check_part_type(field: str, content_type: str | None) -> None:
+    """415 for a file part whose declared type cannot be this modality."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in _GENERIC_TYPES:
+        return
+    allowed = ("audio/", "video/") if field == "audio" else ("video/",)
+    if not ctype.startswith(allowed):
+        kinds = " or ".join(a + "*" for a in allowed)
+        raise UnsupportedMediaTypeError(
+            f"{field}: content type {ctype!r} is not {kinds}; send a supported file "
+            "(audio: wav, flac, ogg, mp3; video: mp4, avi, webm, mkv)"
+        )
+
+
+def body_kind(request: Request) -> BodyKind:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    for kind in BodyKind:
+        if ctype == kind.value:
+            return kind
+    raise UnsupportedMediaTypeError(
+        f"content type {ctype or 'none'!r} is not accepted: send multipart/form-data "
+        "(fields text, audio, video, pack) or application/json "
+        '({"text", "audio_b64", "video_b64", "pack"})'
+    )
+
+
+def _pack_name(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return check_pack_name(value)
+
+
+async def _file_bytes(settings: Settings, field: str, value: UploadFile | str) -> bytes:
+    if isinstance(value, str):
+        raise RequestValidationFailed(
+            f"{field}: send the {field} as a file part (filename=...), not a text field"
+        )
+    _check_part_type(field, value.content_type)
+    limit = _limit(settings, field)
+    if value.size is not None and value.size > limit:
+        raise _too_large(field, value.size, limit)
+    data = await value.read()
+    if len(data) > limit:
+        raise _too_large(field, len(data), limit)
+    return data
+
+
+async def _text_value(value: UploadFile | str) -> str:
+    if isinstance(value, str):
+        return value
+    raw = await value.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestValidationFailed(f"text: not valid UTF-8 ({exc.reason})") from exc
+
+
+async def from_multipart(request: Request, settings: Settings) -> PredictRequest:
+    # Plain fields (text, pack) are capped in memory at a size well above the text limit;
+    # file parts spool to disk and are size-checked before they are read.
+    form = await request.form(max_files=2, max_fields=4, max_part_size=8 * settings.max_text_chars)
+    try:
+        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+        if unknown:
+            raise RequestValidationFailed(
+                f"unknown form field(s) {unknown}; use {', '.join(FORM_FIELDS)}"
+            )
+        for key in form:
+            if len(form.getlist(key)) > 1:
+                raise RequestValidationFailed(f"{key}: sent more than once; send it once")
+        text = form.get("text")
+        audio = form.get("audio")
+        video = form.get("video")
+        pack = form.get("pack")
+        if isinstance(pack, UploadFile):
+            raise RequestValidationFailed("pack: send the pack name as a text field")
+        return PredictRequest(
+            text=None if text is None else await _text_value(text),
+            audio=None if audio is None else await _file_bytes(settings, "audio", audio),
+            video=None if video is None else await _file_bytes(settings, "video", video),
+            pack=_pack_name(pack),
+        )
+    finally:
+        await form.close()
+
+
+def _b64(settings: Settings, field: str, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    limit = _limit(settings, field)
+    stripped = value.strip()
+    if stripped.startswith("data:") and "," in stripped:  # tolerate a data: URL prefix
+        stripped = stripped.split(",", 1)[1]
+    decoded_size = len(stripped) * 3 // 4
+    if decoded_size > limit + 3:
+        raise _too_large(field, decoded_size, limit)
+    try:
+        data = base64.b64decode(stripped, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestValidationFailed(f"{field}_b64: not valid base64 ({exc})") from exc
+    if len(data) > limit:
+        raise _too_large(field, len(data), limit)
+    return data
+
+
+async def from_json(request: Request, settings: Settings) -> PredictRequest:
+    body = await request.body()
+    try:
+        parsed = PredictJsonRequest.model_validate_json(body)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()))
+            parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        raise RequestValidationFailed("invalid JSON body: " + "; ".join(parts)) from exc
+    return PredictRequest(
+        text=parsed.text,
+        audio=_b64(settings, "audio", parsed.audio_b64),
+        video=_b64(settings, "video", parsed.video_b64),
+        pack=_pack_name(parsed.pack),
+    )
+
+
+async def read_predict_request(request: Request, settings: Settings) -> PredictRequest:
+    kind = body_kind(request)
+    if kind is BodyKind.JSON:
+        return await from_json(request, settings)
+    if "boundary=" not in request.headers.get("content-type", ""):
+        raise BadRequestError("multipart/form-data without a boundary parameter")
+    return await from_multipart(request, settings)

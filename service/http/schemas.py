@@ -1,0 +1,225 @@
+"""Request and response bodies of the HTTP API (DESIGN.md section 6), with examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.runtime.packs import LoadedPack
+from service.runtime.pipeline import Prediction
+
+PACK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+# ---------------------------------------------------------------- requests
+
+
+class PredictJsonRequest(BaseModel):
+    """`POST /predict` with `Content-Type: application/json`: media as base64 strings."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "I really loved this film", "pack": "sentiment"},
+                {"text": "Fine.", "audio_b64": "<base64 of a wav/flac/ogg/mp3 file>"},
+                {"video_b64": "<base64 of an mp4/avi/webm file>", "pack": "emotion"},
+            ]
+        },
+    )
+
+    text: str | None = Field(default=None, description="utterance text (UTF-8)")
+    audio_b64: str | None = Field(
+        default=None, description="base64 of an audio file: wav, flac, ogg or mp3"
+    )
+    video_b64: str | None = Field(
+        default=None,
+        description="base64 of a video file; its audio track is used when no audio is sent",
+    )
+    pack: str | None = Field(
+        default=None,
+        description=f"prompt pack name ({PACK_NAME_PATTERN}); default from MPLMM_DEFAULT_PACK",
+    )
+
+
+class PredictMultipartRequest(BaseModel):
+    """`POST /predict` with `Content-Type: multipart/form-data` (documentation only)."""
+
+    text: str | None = Field(default=None, description="utterance text (UTF-8)")
+    audio: bytes | None = Field(
+        default=None,
+        description="audio file (wav, flac, ogg, mp3)",
+        json_schema_extra={"format": "binary"},
+    )
+    video: bytes | None = Field(
+        default=None,
+        description="video file (mp4, avi, webm, ...)",
+        json_schema_extra={"format": "binary"},
+    )
+    pack: str | None = Field(default=None, description="prompt pack; default from config")
+
+
+# ---------------------------------------------------------------- responses
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["unknown_pack"])
+    message: str = Field(examples=["no pack named 'sarcasm'; loaded packs: emotion, sentiment"])
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable code and a message that says how to fix the request."""
+
+    error: ErrorDetail
+
+
+class PackRef(BaseModel):
+    name: str = Field(examples=["sentiment"])
+    version: str = Field(examples=["1.0.0"])
+
+
+class MissingTypeOut(BaseModel):
+    id: int = Field(ge=0, le=6, examples=[4], description="the backbone's missing_type input")
+    name: str = Field(examples=["TEXT_ONLY"])
+    present: list[str] = Field(examples=[["text"]])
+
+
+class ModalityReport(BaseModel):
+    present: bool
+    reason: str | None = Field(
+        default=None,
+        description="why it was dropped: not_sent, empty_text, silent, too_short, "
+        "no_audio_track, no_face, not_trained_for_pack, ...",
+    )
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="duration_s, frames, faces, tokens, source, ..."
+    )
+
+
+class ModalitiesOut(BaseModel):
+    text: ModalityReport
+    audio: ModalityReport
+    video: ModalityReport
+
+
+class PredictResponse(BaseModel):
+    """One prediction and everything that went into it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "label": "positive",
+                    "scores": {"negative": 0.08, "neutral": 0.17, "positive": 0.75},
+                    "score": None,
+                    "pack": {"name": "sentiment", "version": "1.0.0"},
+                    "missing_type": {"id": 4, "name": "TEXT_ONLY", "present": ["text"]},
+                    "modalities": {
+                        "text": {"present": True, "reason": None, "details": {"tokens": 7}},
+                        "audio": {"present": False, "reason": "not_sent", "details": {}},
+                        "video": {"present": False, "reason": "not_sent", "details": {}},
+                    },
+                    "timings_ms": {
+                        "decode": 0.1,
+                        "extract": 10.9,
+                        "queue": 3.2,
+                        "infer": 1.8,
+                        "total": 16.4,
+                    },
+                    "batch_size": 6,
+                    "request_id": "5f0c8e0d9a5b4a6c",
+                }
+            ]
+        }
+    )
+
+    label: str
+    scores: dict[str, float] | None = Field(
+        default=None, description="classification: probability per label"
+    )
+    score: float | None = Field(default=None, description="regression: the predicted value")
+    pack: PackRef
+    missing_type: MissingTypeOut
+    modalities: ModalitiesOut
+    timings_ms: dict[str, float]
+    batch_size: int = Field(ge=1, description="rows in the onnxruntime call that answered")
+    request_id: str
+
+
+class PackInfo(BaseModel):
+    name: str
+    version: str
+    task: str = Field(examples=["classification"])
+    labels: list[str] = Field(examples=[["negative", "neutral", "positive"]])
+    modalities: list[str] = Field(description="modalities the pack was trained on")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training_data: list[dict[str, Any]] = Field(default_factory=list)
+    created: str | None = None
+    default: bool = False
+
+
+class PacksResponse(BaseModel):
+    default_pack: str
+    packs: list[PackInfo]
+
+
+class PackUploadResponse(BaseModel):
+    pack: PackInfo
+    previous_version: str | None = Field(description="the version it replaced, if any")
+
+
+class PackDeleteResponse(BaseModel):
+    name: str
+    removed_version: str
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    reason: str | None = Field(default=None, examples=["loading: encoders"])
+    execution_provider: str | None = Field(default=None, examples=["CPUExecutionProvider"])
+    providers: list[str] = Field(default_factory=list)
+    packs: list[PackRef] = Field(default_factory=list)
+    default_pack: str
+    backbone_sha256: str | None = None
+    feature_spec_sha256: str | None = None
+
+
+def prediction_response(pred: Prediction, request_id: str) -> PredictResponse:
+    """The /predict body of a Prediction (also what `mplmm predict` prints)."""
+    mods = {
+        m.value: ModalityReport(present=o.present, reason=o.reason, details=dict(o.details))
+        for m, o in pred.modalities.items()
+    }
+    return PredictResponse(
+        label=pred.label,
+        scores=pred.scores,
+        score=pred.score,
+        pack=PackRef(name=pred.pack_name, version=pred.pack_version),
+        missing_type=MissingTypeOut(
+            id=int(pred.missing_type),
+            name=pred.missing_type.name,
+            present=[m.value for m in pred.missing_type.present],
+        ),
+        modalities=ModalitiesOut(**mods),
+        timings_ms=pred.timings_ms,
+        batch_size=pred.batch_size,
+        request_id=request_id,
+    )
+
+
+def pack_info(pack: LoadedPack, default_pack: str) -> PackInfo:
+    return PackInfo(
+        name=pack.name,
+        version=pack.version,
+        task=pack.task.value,
+        labels=list(pack.labels),
+        modalities=list(pack.modality_names),
+        metrics=dict(pack.metrics),
+        training_data=[dict(d) for d in pack.training_data],
+        created=pack.created,
+        default=pack.name == default_pack,
+    )

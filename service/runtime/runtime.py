@@ -1,0 +1,241 @@
+"""The service runtime: loads the bundle in the background, reports readiness, watches
+the shared packs dir, drains on shutdown. The HTTP app and `mplmm predict` both use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from service.errors import NotReadyError, ShuttingDownError
+from service.metrics import ServiceMetrics
+from service.runtime.packdir import PackDir
+from service.runtime.packs import BackboneInfo, LoadedPack, PackLoader, warm_inputs
+from service.runtime.pipeline import Extractor, InferencePipeline, Prediction, PredictRequest
+from service.runtime.registry import PackRegistry
+from service.runtime.session import BackboneSession
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Phase(str, Enum):
+    STARTING = "starting"
+    LOADING_BACKBONE = "loading backbone"
+    LOADING_ENCODERS = "loading encoders"
+    LOADING_PACKS = "loading packs"
+    WARMING_UP = "warming up"
+    READY = "ready"
+    FAILED = "failed"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True)
+class LoadedExtractor:
+    extractor: Extractor
+    feature_spec_sha256: str
+
+
+ExtractorFactory = Callable[[Settings], LoadedExtractor]
+
+
+def default_extractor_factory(settings: Settings) -> LoadedExtractor:
+    """The real feature extractor over `<bundle>/encoders`, warmed up."""
+    from service.features.extractor import FeatureExtractor  # heavy: librosa, cv2, ORT
+
+    extractor = FeatureExtractor(settings.encoders_dir, settings.limits)
+    extractor.warmup()
+    return LoadedExtractor(extractor, extractor.spec.sha256())
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    phase: Phase
+    reason: str | None
+    providers: list[str]
+    packs: list[LoadedPack]
+    backbone_sha256: str | None
+    feature_spec_sha256: str | None
+
+
+class ServiceRuntime:
+    """Owns the session, extractor, registry and pipeline of one service instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        *,
+        extractor_factory: ExtractorFactory = default_extractor_factory,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._extractor_factory = extractor_factory
+        self.phase = Phase.STARTING
+        self.failure: str | None = None
+        self.session: BackboneSession | None = None
+        self.backbone: BackboneInfo | None = None
+        self.registry: PackRegistry | None = None
+        self.pipeline: InferencePipeline | None = None
+        self.feature_spec_sha256: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------- lifecycle
+
+    def _load_sync(self) -> tuple[BackboneSession, BackboneInfo, LoadedExtractor, PackRegistry]:
+        s = self.settings
+        self.phase = Phase.LOADING_BACKBONE
+        backbone = BackboneInfo.load(s.bundle_dir)
+        session = BackboneSession(
+            backbone.onnx_path,
+            provider=s.execution_provider,
+            intra_op_threads=s.intra_op_threads,
+        )
+        self.session, self.backbone = session, backbone
+        self.phase = Phase.LOADING_ENCODERS
+        loaded = self._extractor_factory(s)
+        if loaded.feature_spec_sha256 != backbone.feature_spec_sha256:
+            raise RuntimeError(
+                f"the encoders' feature spec ({loaded.feature_spec_sha256[:12]}) differs from "
+                f"the one the backbone was trained on ({backbone.feature_spec_sha256[:12]}); "
+                "rebuild the encoders (`mplmm build-encoders`) or re-export the backbone"
+            )
+        self.feature_spec_sha256 = loaded.feature_spec_sha256
+        self.phase = Phase.LOADING_PACKS
+        packs_dir = s.resolved_packs_dir
+        packs_dir.mkdir(parents=True, exist_ok=True)
+        seeded = PackDir(packs_dir).seed_from(s.bundled_packs_dir)
+        if seeded:
+            names = [f"{loc.name}={loc.version}" for loc in seeded]
+            log.info("seeded an empty packs dir from the bundle", extra={"packs": names})
+
+        def warm(pack: LoadedPack) -> None:
+            out = session.run(warm_inputs(backbone, pack))  # (7, K): every missing type
+            pack.check_output(out)
+
+        registry = PackRegistry(
+            packs_dir,
+            PackLoader(backbone, loaded.feature_spec_sha256),
+            warm,
+            default_pack=s.default_pack,
+            metrics=self.metrics,
+        )
+        self.phase = Phase.WARMING_UP
+        failures = registry.load_all()
+        for line in failures:
+            log.error("pack not loaded: %s", line)
+        if len(registry) == 0:
+            detail = "; ".join(failures) if failures else f"no packs in {packs_dir}"
+            raise RuntimeError(f"no usable pack: {detail}")
+        return session, backbone, loaded, registry
+
+    async def load(self) -> None:
+        """Load everything off the event loop; on failure stay up, not ready, with a reason."""
+        try:
+            session, _backbone, loaded, registry = await asyncio.to_thread(self._load_sync)
+        except Exception as exc:  # reported by /readyz and the log; the process stays up
+            self.phase = Phase.FAILED
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("start-up failed; /readyz will answer 503")
+            return
+        s = self.settings
+        self.registry = registry
+        self.pipeline = InferencePipeline(
+            session=session,
+            registry=registry,
+            extractor=loaded.extractor,
+            metrics=self.metrics,
+            max_batch=s.max_batch_size,
+            max_wait_s=s.max_wait_ms / 1e3,
+            max_queue=s.max_queue,
+            request_timeout_s=s.request_timeout_s,
+            extract_workers=s.extract_workers,
+        )
+        self.pipeline.start()
+        if s.pack_watch_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._watch(), name="mplmm-pack-watch"))
+        if self.phase is not Phase.DRAINING:
+            self.phase = Phase.READY
+        log.info(
+            "ready",
+            extra={
+                "execution_provider": session.provider,
+                "packs": [f"{p.name}={p.version}" for p in registry.all()],
+            },
+        )
+
+    def start(self) -> None:
+        """Start loading in the background (so /healthz answers while the bundle loads)."""
+        self._tasks.append(asyncio.create_task(self.load(), name="mplmm-load"))
+
+    async def _watch(self) -> None:
+        assert self.registry is not None
+        interval = self.settings.pack_watch_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changes = await asyncio.to_thread(self.registry.sync)
+            except OSError as exc:  # a flaky shared volume must not kill the watcher
+                log.warning("packs dir poll failed: %s", exc)
+                continue
+            if changes:
+                log.info("packs dir changed", extra={"changes": changes})
+
+    def begin_drain(self) -> None:
+        """SIGTERM: readiness goes 503 at once and no new request is admitted."""
+        self.phase = Phase.DRAINING
+        if self.pipeline is not None:
+            self.pipeline.stop_admitting()
+
+    async def stop(self) -> None:
+        self.begin_drain()
+        if self.pipeline is not None:
+            await self.pipeline.close(self.settings.drain_timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    # ------------------------------------------------------------- queries
+
+    def readiness(self) -> Readiness:
+        ready = self.phase is Phase.READY
+        if ready:
+            reason = None
+        elif self.phase is Phase.FAILED:
+            reason = f"start-up failed: {self.failure}"
+        elif self.phase is Phase.DRAINING:
+            reason = "draining: the server is shutting down"
+        else:
+            reason = f"loading: {self.phase.value}"
+        return Readiness(
+            ready=ready,
+            phase=self.phase,
+            reason=reason,
+            providers=list(self.session.providers) if self.session else [],
+            packs=self.registry.all() if self.registry else [],
+            backbone_sha256=self.backbone.sha256 if self.backbone else None,
+            feature_spec_sha256=self.feature_spec_sha256,
+        )
+
+    def ready_pipeline(self) -> InferencePipeline:
+        if self.phase is Phase.READY and self.pipeline is not None:
+            return self.pipeline
+        if self.phase is Phase.DRAINING:
+            raise ShuttingDownError()
+        raise NotReadyError(f"not ready: {self.readiness().reason}")
+
+    def ready_registry(self) -> PackRegistry:
+        if self.registry is not None and self.phase in (Phase.READY, Phase.DRAINING):
+            return self.registry
+        raise NotReadyError(f"not ready: {self.readiness().reason}")
+
+    async def predict(self, req: PredictRequest) -> Prediction:
+        return await self.ready_pipeline().predict(req)
