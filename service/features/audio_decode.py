@@ -40,6 +40,17 @@ class Container(str, Enum):
         return self in (Container.MP4, Container.MATROSKA, Container.AVI)
 
 
+_SAMPLE_BYTES = {
+    "PCM_U8": 1,
+    "PCM_S8": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "ULAW": 1,
+    "ALAW": 1,
+}  # WAV subtypes, bytes per sample
 _SOUNDFILE = (Container.WAV, Container.FLAC, Container.OGG, Container.MP3)
 
 
@@ -115,36 +126,54 @@ def _check_seconds(seconds: float, limits: Limits, field: str, what: str) -> Non
         )
 
 
-def _wav_truncated(raw: bytes) -> bool:
-    """True when a WAV's data chunk declares more bytes than the file holds.
+def _wav_data_chunk(raw: bytes) -> tuple[int, int] | None:
+    """(declared data bytes, bytes actually present) of a WAV's data chunk, if readable.
 
-    libsndfile silently shortens such a file; a cut-off upload should be an error instead.
+    libsndfile silently shortens a WAV whose data chunk is cut off, and sizes its frame
+    count from the file rather than the header; both facts matter to us.
     """
     pos = 12
     while pos + 8 <= len(raw):
         cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
         if cid == b"data":
             # 0 and 0xFFFFFFFF mark streamed WAVs of unknown length: not checkable.
-            return size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(raw)
+            if size in (0, 0xFFFFFFFF):
+                return None
+            return size, len(raw) - (pos + 8)
         pos += 8 + size + (size & 1)
-    return False
+    return None
+
+
+def _error_text(e: Exception) -> str:
+    """libsndfile's own message, without soundfile's repr of our in-memory buffer."""
+    return str(getattr(e, "error_string", None) or e)
 
 
 def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio:
     try:
         f = sf.SoundFile(io.BytesIO(raw))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise InvalidMediaError(field, f"cannot open {kind.value} audio: {e}") from e
+        raise InvalidMediaError(
+            field, f"cannot open as {kind.value} (corrupt or not {kind.value}): {_error_text(e)}"
+        ) from e
     with f:
         rate, declared, channels = int(f.samplerate), int(f.frames), int(f.channels)
         _check_rate(rate, limits, field)
         if channels < 1:
             raise InvalidMediaError(field, f"{channels} channels")
+        chunk = _wav_data_chunk(raw) if kind is Container.WAV else None
+        if chunk is not None:
+            frame_bytes = channels * max(_SAMPLE_BYTES.get(f.subtype, 2), 1)
+            _check_seconds(chunk[0] / frame_bytes / rate, limits, field, "header declares")
         if declared <= 0:
-            raise InvalidMediaError(field, f"{kind.value} audio with zero samples")
+            raise InvalidMediaError(
+                field, f"{kind.value} audio with zero samples (empty or truncated)"
+            )
         _check_seconds(declared / rate, limits, field, "header declares")
-        if kind is Container.WAV and _wav_truncated(raw):
-            raise InvalidMediaError(field, "truncated wav: the data chunk is cut off")
+        if chunk is not None and chunk[1] < chunk[0]:
+            raise InvalidMediaError(
+                field, f"truncated wav: data chunk declares {chunk[0]} bytes, {chunk[1]} present"
+            )
         cap = int(limits.max_audio_seconds * rate) + 1
         blocks: list[np.ndarray] = []
         got = 0
@@ -156,12 +185,14 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
                 blocks.append(block)
                 got += block.shape[0]
         except (sf.LibsndfileError, RuntimeError) as e:
-            raise InvalidMediaError(field, f"corrupt {kind.value} audio: {e}") from e
+            raise InvalidMediaError(field, f"corrupt {kind.value} audio: {_error_text(e)}") from e
     if got == 0:
         raise InvalidMediaError(field, f"{kind.value} audio decoded to zero samples")
     _check_seconds(got / rate, limits, field, "decoded")
-    # Compressed formats may stop a little short of their header; a large gap is a cut.
-    if kind is not Container.MP3 and got < declared - max(rate // 10, declared // 100):
+    # Compressed formats may stop a little short of their header (MP3 sizes are estimates
+    # from the Xing header or the bitrate); a large gap is a cut-off file.
+    slack = declared // 20 if kind is Container.MP3 else declared // 100
+    if got < declared - max(rate // 10, slack):
         raise InvalidMediaError(
             field, f"truncated {kind.value}: {got} of {declared} declared samples decoded"
         )
