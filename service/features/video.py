@@ -198,7 +198,7 @@ class VideoFeatureExtractor:
         )
 
     def _observe(
-        self, cap: Any, header: VideoHeader, stats: DecodeStats
+        self, cap: video_decode.Capture, header: VideoHeader, stats: DecodeStats
     ) -> tuple[_Observations, float]:
         tracker = FaceTracker(self.detector_config)
         obs = _Observations()
