@@ -91,7 +91,7 @@ def types_from_presence(presence: np.ndarray) -> np.ndarray:
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"presence must have shape (B, 3), got {p.shape}")
     bits = (p != 0).astype(np.int64) @ np.array([1, 2, 4], dtype=np.int64)  # (B,)
-    types = _TYPE_OF_BITMASK[bits]
+    types: np.ndarray = _TYPE_OF_BITMASK[bits]
     if (types < 0).any():
         rows = np.flatnonzero(types < 0).tolist()
         raise NoModalityError(f"rows {rows} have no present modality; at least one is required")
@@ -108,4 +108,5 @@ def presence_from_types(types: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"missing_type must be in [0, {NUM_MISSING_TYPES - 1}], got {t[bad].tolist()}"
         )
-    return PRESENCE_TABLE[t].astype(bool)
+    presence: np.ndarray = PRESENCE_TABLE[t].astype(bool)
+    return presence
