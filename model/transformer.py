@@ -155,9 +155,34 @@ def _stack(encoders: Sequence[Encoder], name: str) -> torch.Tensor:
     return torch.stack([enc.get_parameter(name) for enc in encoders])
 
 
-def _grouped_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # x (G, N, E), w/b (G, E): per-group affine after a shared normalisation.
-    return F.layer_norm(x, x.shape[-1:]) * w[:, None, :] + b[:, None, :]
+def _fold(
+    encoders: Sequence[Encoder], ln: str, lin: str, rows: slice | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked `(G, E_in, E_out)` weight and `(G, 1, E_out)` bias of `lin(LN(x))`, with the
+    LayerNorm's affine folded in, so only the plain normalisation runs on activations:
+    (n * g + b) @ W^T + c = n @ (g[:, None] * W^T) + (b @ W^T + c). Depends on weights
+    only, so onnxruntime constant-folds it and torch recomputes it cheaply."""
+    g, b = _stack(encoders, ln + ".weight"), _stack(encoders, ln + ".bias")  # (G, E_in)
+    w, c = _stack(encoders, lin + ".weight"), _stack(encoders, lin + ".bias")  # (G, O, E_in)
+    if rows is not None:
+        w, c = w[:, rows], c[:, rows]
+    wt = w.transpose(1, 2)  # (G, E_in, O)
+    return g[:, :, None] * wt, (b[:, None, :] @ wt) + c[:, None, :]
+
+
+def _heads(w: torch.Tensor, b: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # (G, E, E) / (G, 1, E) -> head-major (G, H, E, hd) / (G, H, 1, hd), so a projection
+    # lands directly in (G, H, N, hd) with no transpose of activations.
+    g, e, o = w.shape
+    hd = o // heads
+    return w.reshape(g, e, heads, hd).permute(0, 2, 1, 3), b.reshape(g, 1, heads, hd).transpose(
+        1, 2
+    )
+
+
+def _norm(x: torch.Tensor, dim: int) -> torch.Tensor:
+    # `dim` is a Python int so that the exported LayerNormalization has a static shape.
+    return F.layer_norm(x, (dim,), eps=1e-5)
 
 
 def run_grouped(
@@ -166,51 +191,46 @@ def run_grouped(
     """Run G encoders of identical geometry at once; same math as `Encoder.forward`.
 
     x `(G, B, T, E)` is encoder g's query input at `x[g]`; kv `(G, B, S, E)` likewise.
-    Returns `(G, B, T, E)`.
+    Returns `(G, B, T, E)`. Layout choices for onnxruntime: LayerNorm affines and the
+    1/sqrt(hd) scale are folded into the next weights, and q, k, v are projected
+    straight into head-major `(G, H, B, T, hd)`, leaving one transpose per layer.
     """
     first = encoders[0]
-    g, b, t, e = x.shape
-    h, hd = first.heads, e // first.heads
+    g, b, t, _ = x.shape
+    e, h = first.dim, first.heads  # Python ints: static shapes in the exported graph
+    hd = e // h
     s = t if kv is None else kv.shape[2]
     x = first.embed(x).reshape(g, b * t, e)  # (G, N, E), N = B*T
-    src_in = None if kv is None else first.embed(kv).reshape(g, b * s, e)  # (G, M, E)
+    src = None if kv is None else first.embed(kv).reshape(g, b * s, e)  # (G, M, E)
     mask = causal_mask(t, s) if first.causal else None
     layer0 = first.layers[0]
+    p_attn, p_relu, p_res = layer0.attn_dropout, layer0.relu_dropout, layer0.res_dropout
+    training = first.training
     for i in range(len(first.layers)):
         p = f"layers.{i}."
-        ln_w, ln_b = _stack(encoders, p + "ln_attn.weight"), _stack(encoders, p + "ln_attn.bias")
-        w_in = _stack(encoders, p + "in_proj.weight").transpose(1, 2)  # (G, E, 3E)
-        b_in = _stack(encoders, p + "in_proj.bias")[:, None, :]  # (G, 1, 3E)
-        residual = x
-        xn = _grouped_ln(x, ln_w, ln_b)
-        if src_in is None:
-            qkv = torch.baddbmm(b_in, xn, w_in)  # (G, N, 3E)
-            q, k, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
-        else:
-            q = torch.baddbmm(b_in[..., :e], xn, w_in[..., :e])  # (G, N, E)
-            kvp = torch.baddbmm(b_in[..., e:], _grouped_ln(src_in, ln_w, ln_b), w_in[..., e:])
-            k, v = kvp[..., :e], kvp[..., e:]  # (G, M, E) each
-        q = (q * hd**-0.5).reshape(g * b, t, h, hd).transpose(1, 2)  # (GB, H, T, hd)
-        k = k.reshape(g * b, s, h, hd).transpose(1, 2)  # (GB, H, S, hd)
-        v = v.reshape(g * b, s, h, hd).transpose(1, 2)  # (GB, H, S, hd)
-        scores = q @ k.transpose(-1, -2)  # (GB, H, T, S)
+        ln, inp = p + "ln_attn", p + "in_proj"
+        wq, bq = _fold(encoders, ln, inp, slice(0, e))
+        wq, bq = _heads(wq * hd**-0.5, bq * hd**-0.5, h)  # (G, H, E, hd), (G, H, 1, hd)
+        wk, bk = _heads(*_fold(encoders, ln, inp, slice(e, 2 * e)), h)
+        wv, bv = _heads(*_fold(encoders, ln, inp, slice(2 * e, 3 * e)), h)
+        xn = _norm(x, e)[:, None]  # (G, 1, N, E)
+        srcn = xn if src is None else _norm(src, e)[:, None]  # (G, 1, M, E)
+        q = (xn @ wq + bq).reshape(g, h, b, t, hd)  # (G, H, B, T, hd)
+        k = (srcn @ wk + bk).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
+        v = (srcn @ wv + bv).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
+        scores = q @ k.transpose(-1, -2)  # (G, H, B, T, S)
         if mask is not None:
             scores = scores + mask
-        probs = F.dropout(scores.softmax(-1), layer0.attn_dropout, first.training)
-        att = (probs @ v).transpose(1, 2).reshape(g, b * t, e)  # (G, N, E)
+        probs = F.dropout(scores.softmax(-1), p_attn, training)
+        att = (probs @ v).permute(0, 2, 3, 1, 4).reshape(g, b * t, e)  # (G, N, E)
         w_out = _stack(encoders, p + "out_proj.weight").transpose(1, 2)  # (G, E, E)
-        b_out = _stack(encoders, p + "out_proj.bias")[:, None, :]
-        att = torch.baddbmm(b_out, att, w_out)
-        x = residual + F.dropout(att, layer0.res_dropout, first.training)
-        residual = x
-        xn = _grouped_ln(
-            x, _stack(encoders, p + "ln_ffn.weight"), _stack(encoders, p + "ln_ffn.bias")
-        )
-        w1 = _stack(encoders, p + "fc1.weight").transpose(1, 2)  # (G, E, 4E)
-        b1 = _stack(encoders, p + "fc1.bias")[:, None, :]
+        b_out = _stack(encoders, p + "out_proj.bias")[:, None, :]  # (G, 1, E)
+        x = x + F.dropout(att @ w_out + b_out, p_res, training)
+        w1, b1 = _fold(encoders, p + "ln_ffn", p + "fc1")  # (G, E, 4E), (G, 1, 4E)
         w2 = _stack(encoders, p + "fc2.weight").transpose(1, 2)  # (G, 4E, E)
         b2 = _stack(encoders, p + "fc2.bias")[:, None, :]
-        hid = F.dropout(F.relu(torch.baddbmm(b1, xn, w1)), layer0.relu_dropout, first.training)
-        x = residual + F.dropout(torch.baddbmm(b2, hid, w2), layer0.res_dropout, first.training)
-    x = _grouped_ln(x, _stack(encoders, "ln_out.weight"), _stack(encoders, "ln_out.bias"))
+        hid = F.dropout(F.relu(_norm(x, e) @ w1 + b1), p_relu, training)  # (G, N, 4E)
+        x = x + F.dropout(hid @ w2 + b2, p_res, training)
+    ln_w, ln_b = _stack(encoders, "ln_out.weight"), _stack(encoders, "ln_out.bias")
+    x = _norm(x, e) * ln_w[:, None, :] + ln_b[:, None, :]
     return x.reshape(g, b, t, e)
