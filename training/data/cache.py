@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from model.missing import MODALITIES, Modality
 from service.features.errors import MediaError
+from service.features.extractor import Sample
 from training.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,12 @@ class FeatureCache:
         spec = extractor.spec
         self.spec_sha256: str = spec.sha256()
         self.dir = Path(root) / self.spec_sha256[:16]
-        self.shapes = {m: (spec_of(spec, m).length, spec_of(spec, m).dim) for m in MODALITIES}
+        self.shapes = {m: spec.shape(m) for m in MODALITIES}
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npz"
 
-    def _extract(self, row: ManifestRow, path: Path) -> None:
-        batch = self.extractor.extract(text=row.text, audio=row.audio, video=row.video)
-        result = batch.results[0]
+    def _save(self, result: dict[Modality, Any], path: Path) -> None:
         arrays: dict[str, np.ndarray] = {}
         for m in MODALITIES:
             r = result[m]
@@ -110,31 +109,47 @@ class FeatureCache:
                 arrays[m.value] = np.asarray(r.features[r.mask], dtype=np.float32)
         _atomic_savez(path, arrays)
 
+    def _extract_chunk(self, chunk: list[tuple[ManifestRow, Path]]) -> list[Failure]:
+        """Extract uncached rows as one batch (texts batch well); on a bad file, fall
+        back to one row at a time so that only the bad row is skipped."""
+        try:
+            batch = self.extractor.extract_many(
+                [Sample(r.text, r.audio, r.video) for r, _ in chunk]
+            )
+        except MediaError:
+            failures = []
+            for row, path in chunk:
+                try:
+                    one = self.extractor.extract_many([Sample(row.text, row.audio, row.video)])
+                    self._save(one.results[0], path)
+                except MediaError as e:
+                    log.warning("skipping %s (row %d): %s", row.id, row.row, e)
+                    failures.append(Failure(row.id, row.row, str(e)))
+            return failures
+        for (_, path), result in zip(chunk, batch.results, strict=True):
+            self._save(result, path)
+        return []
+
     def _load(self, path: Path) -> dict[Modality, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {m: z[m.value] for m in MODALITIES if m.value in z.files}
 
     def table(
-        self, rows: Sequence[ManifestRow], progress: bool = True
+        self, rows: Sequence[ManifestRow], progress: bool = True, chunk: int = 64
     ) -> tuple[FeatureTable, list[Failure]]:
         """Features of every row (extracting what is not cached); failures are skipped."""
+        paths = [self._path(sample_key(r)) for r in rows]
+        todo = [(r, p) for r, p in zip(rows, paths, strict=True) if not p.is_file()]
         failures: list[Failure] = []
-        kept: list[tuple[ManifestRow, dict[Modality, np.ndarray]]] = []
-        for row in tqdm(rows, desc="features", unit="sample", disable=not progress):
-            path = self._path(sample_key(row))
-            try:
-                if not path.is_file():
-                    self._extract(row, path)
-                feats = self._load(path)
-            except MediaError as e:
-                log.warning("skipping %s (row %d): %s", row.id, row.row, e)
-                failures.append(Failure(row.id, row.row, str(e)))
-                continue
-            if not feats:
-                failures.append(Failure(row.id, row.row, "no modality present after extraction"))
-                continue
-            kept.append((row, feats))
-        return self._stack(kept), failures
+        with tqdm(total=len(todo), desc="features", unit="sample", disable=not progress) as bar:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                failures += self._extract_chunk(part)
+                bar.update(len(part))
+        failed = {f.id for f in failures}
+        kept = [(r, self._load(p)) for r, p in zip(rows, paths, strict=True) if r.id not in failed]
+        failures += [Failure(r.id, r.row, "no modality present") for r, f in kept if not f]
+        return self._stack([(r, f) for r, f in kept if f]), failures
 
     def _stack(self, kept: list[tuple[ManifestRow, dict[Modality, np.ndarray]]]) -> FeatureTable:
         n = len(kept)
@@ -153,8 +168,3 @@ class FeatureCache:
             arrays=arrays,
             present=present,
         )
-
-
-def spec_of(spec: Any, modality: Modality) -> Any:
-    """The per-modality spec (with `.length` and `.dim`) inside a FeatureSpec."""
-    return getattr(spec, modality.value)

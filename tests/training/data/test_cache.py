@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from model.missing import Modality
+from service.features.extractor import FeatureExtractor
+from training.data.cache import FeatureCache
+from training.data.manifest import read_manifest
+
+ENCODERS = Path(__file__).resolve().parents[3] / "bundle" / "encoders"
+
+
+class CountingExtractor:
+    """The real extractor, counting how many samples it was asked to extract."""
+
+    def __init__(self, inner: FeatureExtractor) -> None:
+        self.inner, self.spec, self.calls = inner, inner.spec, 0
+
+    def extract_many(self, samples):  # type: ignore[no-untyped-def]
+        self.calls += len(samples)
+        return self.inner.extract_many(samples)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    if not (ENCODERS / "text.onnx").is_file():
+        pytest.fail(f"encoders not built in {ENCODERS}: run `mplmm build-encoders` first")
+    return FeatureExtractor(ENCODERS)
+
+
+def _manifest(tmp_path: Path) -> Path:
+    t = np.arange(32000) / 16000
+    voice = 0.2 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) * np.sin(2 * np.pi * 180 * t)
+    sf.write(tmp_path / "ok.wav", voice.astype(np.float32), 16000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (tmp_path / "m.csv").write_text(
+        "id,split,text,audio,label\n"
+        "a,train,I love this,,positive\n"
+        "b,train,,ok.wav,neutral\n"
+        "c,test,so so,broken.wav,negative\n"
+        "d,test,That is awful,ok.wav,negative\n",
+        encoding="utf-8",
+    )
+    return tmp_path / "m.csv"
+
+
+def test_cache_extracts_once_skips_bad_files_and_matches_direct_extraction(
+    tmp_path: Path, extractor: FeatureExtractor
+) -> None:
+    rows = read_manifest(_manifest(tmp_path))
+    counting = CountingExtractor(extractor)
+    cache = FeatureCache(tmp_path / "cache", counting)
+    table, failures = cache.table(rows, progress=False)
+    assert [f.id for f in failures] == ["c"]
+    assert failures[0].row == 3
+    assert "audio" in failures[0].error
+    assert table.ids == ["a", "b", "d"]
+    assert table.present.tolist() == [
+        [True, False, False],
+        [False, True, False],
+        [True, True, False],
+    ]
+    direct = extractor.extract(text="That is awful", audio=tmp_path / "ok.wav")
+    np.testing.assert_array_equal(table.arrays[Modality.TEXT][2], direct.text[0])
+    np.testing.assert_array_equal(table.arrays[Modality.AUDIO][2], direct.audio[0])
+    assert not table.arrays[Modality.AUDIO][0].any()  # absent stays zero
+
+    # A second run (a resumed one) extracts only what is not cached: the bad row again.
+    calls = counting.calls
+    again, failures2 = FeatureCache(tmp_path / "cache", counting).table(rows, progress=False)
+    assert counting.calls - calls == 1
+    assert [f.id for f in failures2] == ["c"]
+    np.testing.assert_array_equal(again.arrays[Modality.TEXT], table.arrays[Modality.TEXT])
