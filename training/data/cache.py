@@ -110,22 +110,18 @@ class FeatureCache:
         _atomic_savez(path, arrays)
 
     def _extract_chunk(self, chunk: list[tuple[ManifestRow, Path]]) -> list[Failure]:
-        """Extract uncached rows as one batch (texts batch well); on a bad file, fall
-        back to one row at a time so that only the bad row is skipped."""
+        """Extract uncached rows as one batch (texts batch well); when a file in it is bad,
+        retry row by row so that only the bad row is skipped."""
         try:
             batch = self.extractor.extract_many(
                 [Sample(r.text, r.audio, r.video) for r, _ in chunk]
             )
-        except MediaError:
-            failures = []
-            for row, path in chunk:
-                try:
-                    one = self.extractor.extract_many([Sample(row.text, row.audio, row.video)])
-                    self._save(one.results[0], path)
-                except MediaError as e:
-                    log.warning("skipping %s (row %d): %s", row.id, row.row, e)
-                    failures.append(Failure(row.id, row.row, str(e)))
-            return failures
+        except MediaError as e:
+            if len(chunk) > 1:
+                return [f for item in chunk for f in self._extract_chunk([item])]
+            row = chunk[0][0]
+            log.warning("skipping %s (row %d): %s", row.id, row.row, e)
+            return [Failure(row.id, row.row, str(e))]
         for (_, path), result in zip(chunk, batch.results, strict=True):
             self._save(result, path)
         return []
