@@ -35,7 +35,7 @@ _CHECK_SENTENCES = [
 ]
 
 
-def _is_built(out_dir: Path) -> bool:
+def is_built(out_dir: Path) -> bool:
     """True when text.json exists and both files it names still have their sha256."""
     path = out_dir / TEXT_SPEC_FILE
     if not path.is_file():
@@ -56,7 +56,7 @@ def build_text_encoder(out_dir: Path, force: bool = False) -> dict[str, Any]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not force and _is_built(out_dir):
+    if not force and is_built(out_dir):
         log.info("text encoder already built in %s (sha256 match); skipping", out_dir)
         record: dict[str, Any] = json.loads((out_dir / TEXT_SPEC_FILE).read_text())
         record["skipped"] = True

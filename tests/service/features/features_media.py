@@ -185,3 +185,15 @@ def tiny_encoders_dir(out: Path, length: int = 12, dim: int = 8) -> TextSpec:
     return write_text_encoder(
         out, TokenizerKind.TOKENIZERS, out / "tok.json", vocab, dim=dim, length=length
     )
+
+
+def real_text_encoders(tmp_dir: Path) -> Path:
+    """A folder with the real MiniLM export: the repo's bundle/encoders when it is built and
+    intact, else a fresh build into `tmp_dir` (about 15 s, needs torch: training extra)."""
+    from training.encoders.text import build_text_encoder, is_built
+
+    bundle = REPO / "bundle" / "encoders"
+    if is_built(bundle):
+        return bundle
+    build_text_encoder(tmp_dir)
+    return tmp_dir
