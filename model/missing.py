@@ -8,12 +8,12 @@ never imports torch, can use it.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 import numpy as np
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):
     """The three modalities, in the canonical order used by every array axis of size 3."""
 
     TEXT = "text"

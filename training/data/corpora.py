@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from training.data.manifest import ManifestError, ManifestRow, Split
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     SENTIMENT = "sentiment"
     EMOTION = "emotion"
 

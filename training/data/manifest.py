@@ -12,11 +12,11 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     TRAIN = "train"
     VALID = "valid"
     TEST = "test"
