@@ -126,7 +126,14 @@ class FeatureExtractor:
                 video = ModalityResult.absent(Modality.VIDEO, lv, dv, AbsentReason.UNAVAILABLE)
             else:
                 video = self.video.extract(video_bytes)
-            video.timings_ms = {"video_read": read_ms, **video.timings_ms}
+            # Stage names share one dict per sample: prefix the video's own ("decode", ...).
+            video.timings_ms = {
+                "video_read": read_ms,
+                **{
+                    (k if k.startswith("video_") else f"video_{k}"): v
+                    for k, v in video.timings_ms.items()
+                },
+            }
         else:
             video = ModalityResult.absent(Modality.VIDEO, lv, dv, AbsentReason.NOT_SENT)
 

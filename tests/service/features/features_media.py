@@ -197,3 +197,15 @@ def real_text_encoders(tmp_dir: Path) -> Path:
         return bundle
     build_text_encoder(tmp_dir)
     return tmp_dir
+
+
+def tiny_full_encoders(base: Path) -> Path:
+    """Tiny text encoder + the real face encoder in `base/tiny_full_encoders`, built once
+    per test session (the face build is idempotent) and shared by the test modules."""
+    from training.encoders.face import build_face_encoder
+
+    out = base / "tiny_full_encoders"
+    if not (out / "text.json").is_file():
+        tiny_encoders_dir(out)
+    build_face_encoder(out)
+    return out
