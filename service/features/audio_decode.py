@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import librosa
@@ -25,7 +25,7 @@ TARGET_RATE = 16_000
 _BLOCK = 1 << 16  # frames per soundfile read, so a lying header cannot make us read 10 h
 
 
-class Container(str, Enum):
+class Container(StrEnum):
     WAV = "wav"
     FLAC = "flac"
     OGG = "ogg"

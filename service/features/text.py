@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from service.features.types import AbsentReason, Limits, ModalityResult
 TEXT_SPEC_FILE = "text.json"
 
 
-class TokenizerKind(str, Enum):
+class TokenizerKind(StrEnum):
     TOKENIZERS = "tokenizers"  # a HuggingFace tokenizer.json (WordPiece, BPE, ...)
     SENTENCEPIECE = "sentencepiece"  # a sentencepiece .model file
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ class Limits:
     max_audio_sample_rate: int = 384_000
 
 
-class AbsentReason(str, Enum):
+class AbsentReason(StrEnum):
     """Why a modality is absent. `ModalityResult.reason` holds the value (a plain str)."""
 
     NOT_SENT = "not_sent"
