@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     """What the output head predicts."""
 
     REGRESSION = "regression"  # output `(B, K)` scores, usually K = 1

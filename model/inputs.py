@@ -16,7 +16,7 @@ from model.errors import (
     InputShapeError,
     MissingTypeRangeError,
 )
-from model.missing import NUM_MISSING_TYPES, MODALITIES, NoModalityError, types_from_presence
+from model.missing import MODALITIES, NUM_MISSING_TYPES, NoModalityError, types_from_presence
 
 
 def _dtype_name(x: Any) -> str:
@@ -38,7 +38,8 @@ def validate_inputs(
     dims, `missing_type` int64 `(B,)` with values in 0..6, one B >= 1 for all four.
     """
     batch = None
-    for modality, x, length, dim in zip(MODALITIES, (text, audio, video), lengths, dims, strict=True):
+    arrays = (text, audio, video)
+    for modality, x, length, dim in zip(MODALITIES, arrays, lengths, dims, strict=True):
         name = modality.value
         shape = tuple(getattr(x, "shape", ()))
         if _dtype_name(x) != "float32":

@@ -139,9 +139,7 @@ class MPLMM(nn.Module):
     ) -> torch.Tensor:
         """text/audio/video float32 `(B, L_m, D_m)`, missing_type int64 `(B,)` -> `(B, K)`."""
         if not torch.jit.is_tracing():  # shapes are fixed when exporting
-            validate_inputs(
-                self.config.lengths, self.config.dims, text, audio, video, missing_type
-            )
+            validate_inputs(self.config.lengths, self.config.dims, text, audio, video, missing_type)
         present = self.presence_table[missing_type]  # (B, 3) float 0/1
         text = F.dropout(text, self.config.embed_dropout, self.training)  # MulT's input dropout
         xs = self.pack.project([text, audio, video])  # 3 x (B, L_m, d)

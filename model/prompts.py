@@ -69,7 +69,9 @@ class PromptPack(nn.Module):
         self.proj1 = nn.Linear(config.head_dim, config.head_dim)
         self.proj2 = nn.Linear(config.head_dim, config.head_dim)
         self.out_layer = nn.Linear(config.head_dim, config.output_dim)
-        self.gen_prompt = nn.ParameterDict({k: nn.Parameter(0.1 * torch.randn(lp, d)) for k in KEYS})
+        self.gen_prompt = nn.ParameterDict(
+            {k: nn.Parameter(0.1 * torch.randn(lp, d)) for k in KEYS}
+        )
         self.gen_map = nn.ModuleDict(
             {
                 f"{KEYS[m]}_from_{KEYS[s]}": nn.Conv1d(d, d, kernel_size=1)
@@ -85,9 +87,7 @@ class PromptPack(nn.Module):
                 nn.init.xavier_uniform_(w[case])
             fuse_w[KEYS[m]] = nn.Parameter(w)
             fuse_b[KEYS[m]] = nn.Parameter(torch.zeros(len(GenCase), lens[m]))
-        self.gen_fuse = nn.ModuleDict(
-            {k: _WeightBias(fuse_w[k], fuse_b[k]) for k in KEYS}
-        )
+        self.gen_fuse = nn.ModuleDict({k: _WeightBias(fuse_w[k], fuse_b[k]) for k in KEYS})
         self.signal = nn.ParameterDict({k: nn.Parameter(0.1 * torch.randn(2, d)) for k in KEYS})
         # The released code zero-initialises P_MT and W_k: their product and both
         # gradients then stay zero forever. Random init lets both learn.

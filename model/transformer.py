@@ -127,8 +127,7 @@ class Encoder(nn.Module):
         self.dim, self.heads, self.embed_dropout, self.causal = dim, heads, embed_dropout, causal
         self.scale = math.sqrt(dim)
         self.layers = nn.ModuleList(
-            EncoderLayer(dim, heads, attn_dropout, relu_dropout, res_dropout)
-            for _ in range(layers)
+            EncoderLayer(dim, heads, attn_dropout, relu_dropout, res_dropout) for _ in range(layers)
         )
         self.ln_out = nn.LayerNorm(dim)
         # A function of the config, not a weight: kept out of the state dict.

@@ -27,7 +27,8 @@ def tiny_config(**overrides) -> ModelConfig:
 
 def make_inputs(config: ModelConfig, batch: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, n, dim, generator=g) for n, dim in zip(config.lengths, config.dims)]
+    shapes = zip(config.lengths, config.dims, strict=True)
+    return [torch.randn(batch, n, dim, generator=g) for n, dim in shapes]
 
 
 @pytest.fixture

@@ -1,0 +1,88 @@
+"""Bad input: typed errors naming the tensor, raised before any compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_inputs
+
+from model.errors import (
+    EmptyPresenceError,
+    InputDtypeError,
+    InputError,
+    InputShapeError,
+    MissingTypeRangeError,
+)
+from model.inputs import missing_types_for, validate_inputs
+from model.missing import NoModalityError
+from model.mult import MPLMM
+
+
+def _args(model: MPLMM, batch: int = 3) -> list:
+    return [*make_inputs(model.config, batch), torch.zeros(batch, dtype=torch.int64)]
+
+
+F32, I64 = torch.float32, torch.int64
+BAD_CASES = [
+    (0, (3, 6, 9), F32, InputShapeError, r"text: expected shape \(B, 6, 7\), got \(3, 6, 9\)"),
+    (1, (3, 5), F32, InputShapeError, r"audio: expected shape \(B, 5, 5\), got \(3, 5\)"),
+    (2, (3, 6, 4), torch.float64, InputDtypeError, "video: expected float32, got float64"),
+    (2, (2, 6, 4), F32, InputShapeError, "video: batch size 2 differs from text's batch size 3"),
+    (3, (3,), torch.int32, InputDtypeError, "missing_type: expected int64, got int32"),
+    (3, (3, 1), I64, InputShapeError, r"missing_type: expected shape \(3,\), got \(3, 1\)"),
+]
+
+
+@pytest.mark.parametrize(("index", "shape", "dtype", "error", "message"), BAD_CASES)
+def test_bad_inputs_raise_typed_errors_naming_the_tensor(
+    model, index, shape, dtype, error, message
+) -> None:
+    args = _args(model)
+    args[index] = torch.zeros(shape, dtype=dtype)
+    with pytest.raises(error, match=message):
+        model(*args)
+
+
+@pytest.mark.parametrize(("types", "bad"), [([0, 7, 1], 7), ([0, -1, 1], -1)])
+def test_missing_type_out_of_range(model, types, bad) -> None:
+    args = _args(model)
+    args[3] = torch.tensor(types)
+    with pytest.raises(MissingTypeRangeError, match=rf"expected values in \[0, 6\], got {bad}"):
+        model(*args)
+
+
+def test_errors_are_raised_before_compute(model, monkeypatch) -> None:
+    def boom(*_):
+        raise AssertionError("compute ran")
+
+    monkeypatch.setattr(model.pack, "project", boom)
+    args = _args(model)
+    args[3] = torch.tensor([0, 9, 0])
+    with pytest.raises(MissingTypeRangeError):
+        model(*args)
+
+
+def test_empty_batch_is_refused(model) -> None:
+    with pytest.raises(InputShapeError, match="at least 1 sample"):
+        model(*_args(model, batch=0))
+
+
+def test_numpy_inputs_validate_the_same_way(model) -> None:
+    c = model.config
+    arrays = [np.zeros((2, n, d), np.float32) for n, d in zip(c.lengths, c.dims, strict=True)]
+    validate_inputs(c.lengths, c.dims, *arrays, np.array([0, 6]))
+    with pytest.raises(MissingTypeRangeError, match="got 8"):
+        validate_inputs(c.lengths, c.dims, *arrays, np.array([8, 6]))
+
+
+def test_presence_with_no_modality_is_a_typed_error() -> None:
+    presence = np.array([[1, 0, 0], [0, 0, 0], [0, 1, 1]])
+    with pytest.raises(EmptyPresenceError, match=r"presence: rows \[1\] have no present modality"):
+        missing_types_for(presence)
+    # Catchable as the model's InputError and as the enumeration's NoModalityError.
+    assert issubclass(EmptyPresenceError, InputError)
+    assert issubclass(EmptyPresenceError, NoModalityError)
+    assert missing_types_for(presence[[0, 2]]).tolist() == [4, 1]
+    with pytest.raises(InputShapeError, match=r"presence: expected shape \(B, 3\)"):
+        missing_types_for(np.ones((2, 2)))
