@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -27,9 +27,10 @@ from service.runtime.pipeline import PredictRequest
 from service.settings import Settings
 
 
-class BodyKind(str, Enum):
+class BodyKind(StrEnum):
     JSON = "application/json"
     MULTIPART = "multipart/form-data"
+    FORM = "application/x-www-form-urlencoded"  # text and pack only (curl -d text=...)
 
 
 FORM_FIELDS = ("text", "audio", "video", "pack")
@@ -175,6 +176,6 @@ async def read_predict_request(request: Request, settings: Settings) -> PredictR
     kind = body_kind(request)
     if kind is BodyKind.JSON:
         return await from_json(request, settings)
-    if "boundary=" not in request.headers.get("content-type", ""):
+    if kind is BodyKind.MULTIPART and "boundary=" not in request.headers.get("content-type", ""):
         raise BadRequestError("multipart/form-data without a boundary parameter")
     return await from_multipart(request, settings)

@@ -8,60 +8,92 @@ warm-up inference through the real session. Any failure is a PackValidationError
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from model.config import ModelConfig, Task
+from model.errors import BackboneInfoError, ModelError, PackError
+from model.manifest import (
+    BACKBONE_JSON,
+    BACKBONE_ONNX,
+    BackboneInfo,
+    PackManifest,
+    check_pack_fits,
+    pack_feed,
+    read_pack,
+    sha256_file,
+)
 from model.missing import MODALITIES, NUM_MISSING_TYPES, Modality
 from service.errors import PackValidationError
-from service.runtime.packdir import MANIFEST_FILE, WEIGHTS_FILE
 
-BACKBONE_ONNX = "backbone.onnx"
-BACKBONE_JSON = "backbone.json"
-DATA_INPUTS = ("text", "audio", "video", "missing_type")
+TaskKind = Task
 
 
-class TaskKind(str, Enum):
-    REGRESSION = "regression"
-    CLASSIFICATION = "classification"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+class BackboneLoadError(RuntimeError):
+    """backbone.onnx / backbone.json missing, malformed or inconsistent."""
 
 
 @dataclass(frozen=True)
-class BackboneInfo:
-    """What `backbone.json` says about `backbone.onnx`."""
+class Backbone:
+    """`backbone.onnx` plus what `backbone.json` says about it."""
 
     onnx_path: Path
-    sha256: str
-    feature_spec_sha256: str
-    lengths: tuple[int, int, int]  # (Lt, La, Lv)
-    dims: tuple[int, int, int]  # (Dt, Da, Dv)
-    output_dim: int
-    pack_inputs: Mapping[str, tuple[int, ...]]  # every pack tensor the graph takes
+    info: BackboneInfo
+    config: ModelConfig
+
+    @property
+    def sha256(self) -> str:
+        return self.info.backbone_sha256
+
+    @property
+    def feature_spec_sha256(self) -> str | None:
+        return self.info.feature_spec_sha256
+
+    @property
+    def lengths(self) -> tuple[int, int, int]:
+        return self.config.lengths
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        return self.config.dims
 
     @classmethod
-    def load(cls, bundle_dir: Path) -> BackboneInfo:
-        raise NotImplementedError  # filled in against model.manifest
+    def load(cls, bundle_dir: Path) -> Backbone:
+        """Read backbone.json and check backbone.onnx against the sha256 it records."""
+        json_path, onnx_path = Path(bundle_dir) / BACKBONE_JSON, Path(bundle_dir) / BACKBONE_ONNX
+        for path in (json_path, onnx_path):
+            if not path.is_file():
+                raise BackboneLoadError(
+                    f"{path} not found: set MPLMM_BUNDLE_DIR to a bundle with backbone.onnx "
+                    "and backbone.json (`mplmm export` writes them)"
+                )
+        try:
+            info = BackboneInfo.load(json_path)
+            config = ModelConfig.from_dict(dict(info.config))
+        except (BackboneInfoError, ValueError, TypeError) as exc:
+            raise BackboneLoadError(f"{json_path}: {exc}") from exc
+        want = (info.onnx or {}).get("sha256")
+        if want is not None:
+            got = sha256_file(onnx_path)
+            if got != want:
+                raise BackboneLoadError(
+                    f"{onnx_path} has sha256 {got[:12]}..., backbone.json records "
+                    f"{str(want)[:12]}...; re-export the backbone"
+                )
+        return cls(onnx_path=onnx_path, info=info, config=config)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedPack:
     """One pack version, validated and immutable. Requests hold on to the object they
-    were admitted with, so a swap never changes the arrays under them."""
+    were admitted with, so a swap never changes the arrays under them. Compared and
+    hashed by identity: the batcher groups rows by the very version object."""
 
     name: str
     version: str
@@ -107,7 +139,7 @@ class LoadedPack:
             raise PackValidationError(f"pack {self.name} gives non-finite outputs on warm-up")
 
 
-def warm_inputs(backbone: BackboneInfo, pack: LoadedPack) -> dict[str, np.ndarray]:
+def warm_inputs(backbone: Backbone, pack: LoadedPack) -> dict[str, np.ndarray]:
     """One row per missing type (zeros as features): exercises every branch once."""
     b = NUM_MISSING_TYPES
     (lt, la, lv), (dt, da, dv) = backbone.lengths, backbone.dims
@@ -138,17 +170,58 @@ def parse_manifest_bytes(data: bytes) -> tuple[str, str]:
 class PackLoader:
     """Validates and loads pack directories against one backbone and feature spec."""
 
-    def __init__(self, backbone: BackboneInfo, feature_spec_sha256: str) -> None:
+    def __init__(self, backbone: Backbone, feature_spec_sha256: str) -> None:
         self.backbone = backbone
         self.feature_spec_sha256 = feature_spec_sha256
 
     def load(self, path: Path, *, expected_name: str) -> LoadedPack:
-        raise NotImplementedError  # filled in against model.manifest
+        """Read, integrity-check and fit-check one pack dir; PackValidationError if not."""
+        try:
+            manifest, arrays = read_pack(path)
+            check_pack_fits(self.backbone.info, manifest, arrays)
+        except (PackError, ModelError, OSError, ValueError) as exc:
+            raise PackValidationError(f"pack {expected_name}: {exc}") from exc
+        self._check_identity(manifest, expected_name, path)
+        return LoadedPack(
+            name=manifest.name,
+            version=manifest.version,
+            task=manifest.task,
+            labels=tuple(manifest.labels or ()),
+            modalities=frozenset(manifest.modalities),
+            arrays=self._freeze(pack_feed(arrays)),
+            input_shapes=self._shapes(),
+            path=Path(path),
+            metrics=MappingProxyType(dict(manifest.metrics)),
+            training_data=tuple(MappingProxyType(dict(d)) for d in manifest.training_data),
+            created=manifest.created,
+        )
 
-    def _freeze(self, arrays: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    def _check_identity(self, manifest: PackManifest, expected_name: str, path: Path) -> None:
+        if manifest.name != expected_name:
+            raise PackValidationError(
+                f"{path}: the manifest names pack {manifest.name!r}, the directory "
+                f"{expected_name!r}"
+            )
+        spec = manifest.feature_spec_sha256
+        if spec is not None and spec != self.feature_spec_sha256:
+            raise PackValidationError(
+                f"pack {manifest.name}@{manifest.version} was trained on feature spec "
+                f"{spec[:12]}..., this server extracts {self.feature_spec_sha256[:12]}...; "
+                "retrain the pack on this feature spec"
+            )
+        if manifest.task is Task.REGRESSION and manifest.labels is None:
+            return
+        if manifest.labels is None or len(manifest.labels) != self.backbone.config.output_dim:
+            raise PackValidationError(
+                f"pack {manifest.name}@{manifest.version}: labels do not match the "
+                f"backbone's {self.backbone.config.output_dim} outputs"
+            )
+
+    @staticmethod
+    def _freeze(arrays: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         frozen = {}
         for key, arr in arrays.items():
-            a = np.ascontiguousarray(arr)
+            a = np.ascontiguousarray(arr, dtype=np.float32)
             a.setflags(write=False)
             frozen[key] = a
         return MappingProxyType(frozen)
@@ -158,6 +231,3 @@ class PackLoader:
         return MappingProxyType(
             {Modality.TEXT: (lt, dt), Modality.AUDIO: (la, da), Modality.VIDEO: (lv, dv)}
         )
-
-
-_ = (MANIFEST_FILE, WEIGHTS_FILE, DATA_INPUTS, BACKBONE_ONNX, BACKBONE_JSON)

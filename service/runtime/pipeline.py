@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Media = bytes | Path
 
 
-class DropReason(str, Enum):
+class DropReason(StrEnum):
     """Reasons the service itself adds to the extractor's (not_sent, silent, no_face...)."""
 
     NOT_TRAINED_FOR_PACK = "not_trained_for_pack"
@@ -266,6 +266,7 @@ class InferencePipeline:
         timings: dict[str, float] = {}
         args = self._extract_args(req, pack)
         t = time.perf_counter()
+        fb: FeatureBatch | None = None
         if list(args) == ["text"]:
             fb = (await self.text_batcher.submit(_TextGroup.TEXT, args["text"])).output
         elif args:
@@ -273,11 +274,10 @@ class InferencePipeline:
             fb = await loop.run_in_executor(
                 self._extract_pool, partial(self.extractor.extract, **args)
             )
-            for key, ms in fb.timings_ms[0].items():
-                timings[f"{Stage.EXTRACT.value}.{key}"] = round(float(ms), 3)
-        else:
-            fb = None
         timings[Stage.EXTRACT.value] = (time.perf_counter() - t) * 1e3
+        if fb is not None:
+            for key, ms in fb.timings_ms[0].items():
+                timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
         sample, outcomes = self._apply_pack(req, pack, fb)
         for m, o in outcomes.items():
             if not o.present and o.reason is not None:

@@ -9,12 +9,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from service.errors import NotReadyError, ShuttingDownError
 from service.metrics import ServiceMetrics
 from service.runtime.packdir import PackDir
-from service.runtime.packs import BackboneInfo, LoadedPack, PackLoader, warm_inputs
+from service.runtime.packs import Backbone, LoadedPack, PackLoader, warm_inputs
 from service.runtime.pipeline import Extractor, InferencePipeline, Prediction, PredictRequest
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
@@ -23,7 +23,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     STARTING = "starting"
     LOADING_BACKBONE = "loading backbone"
     LOADING_ENCODERS = "loading encoders"
@@ -79,7 +79,7 @@ class ServiceRuntime:
         self.phase = Phase.STARTING
         self.failure: str | None = None
         self.session: BackboneSession | None = None
-        self.backbone: BackboneInfo | None = None
+        self.backbone: Backbone | None = None
         self.registry: PackRegistry | None = None
         self.pipeline: InferencePipeline | None = None
         self.feature_spec_sha256: str | None = None
@@ -87,10 +87,10 @@ class ServiceRuntime:
 
     # ------------------------------------------------------------- lifecycle
 
-    def _load_sync(self) -> tuple[BackboneSession, BackboneInfo, LoadedExtractor, PackRegistry]:
+    def _load_sync(self) -> tuple[BackboneSession, Backbone, LoadedExtractor, PackRegistry]:
         s = self.settings
         self.phase = Phase.LOADING_BACKBONE
-        backbone = BackboneInfo.load(s.bundle_dir)
+        backbone = Backbone.load(s.bundle_dir)
         session = BackboneSession(
             backbone.onnx_path,
             provider=s.execution_provider,
@@ -99,11 +99,14 @@ class ServiceRuntime:
         self.session, self.backbone = session, backbone
         self.phase = Phase.LOADING_ENCODERS
         loaded = self._extractor_factory(s)
-        if loaded.feature_spec_sha256 != backbone.feature_spec_sha256:
+        want = backbone.feature_spec_sha256
+        if want is None:
+            log.warning("backbone.json records no feature spec; packs are checked against ours")
+        elif loaded.feature_spec_sha256 != want:
             raise RuntimeError(
                 f"the encoders' feature spec ({loaded.feature_spec_sha256[:12]}) differs from "
-                f"the one the backbone was trained on ({backbone.feature_spec_sha256[:12]}); "
-                "rebuild the encoders (`mplmm build-encoders`) or re-export the backbone"
+                f"the one the backbone was trained on ({want[:12]}); rebuild the encoders "
+                "(`mplmm build-encoders`) or re-export the backbone"
             )
         self.feature_spec_sha256 = loaded.feature_spec_sha256
         self.phase = Phase.LOADING_PACKS

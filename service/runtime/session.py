@@ -26,11 +26,19 @@ class ProviderUnavailableError(RuntimeError):
     """`MPLMM_EXECUTION_PROVIDER=cuda` was asked for but the session did not get CUDA."""
 
 
+def gpu_visible() -> bool:
+    """An NVIDIA device node is present (bare metal, or a container given a GPU)."""
+    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def _requested_providers(choice: ExecutionProvider) -> list[str]:
     available = ort.get_available_providers()
     if choice is ExecutionProvider.CPU:
         return [CPU]
-    if CUDA in available:
+    # `auto` asks for CUDA only when a GPU is visible: onnxruntime-gpu lists the CUDA
+    # provider everywhere, and trying it without a device logs a loud library error.
+    wanted = choice is ExecutionProvider.CUDA or gpu_visible()
+    if CUDA in available and wanted:
         return [CUDA, CPU]
     if choice is ExecutionProvider.CUDA:
         raise ProviderUnavailableError(

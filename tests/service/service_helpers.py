@@ -1,0 +1,275 @@
+"""A tiny bundle built in the tests, real test media, and a TestClient wrapper.
+
+The bundle: a tiny ModelConfig (d=8, one layer) with the REAL feature dims and lengths
+of the built encoders, random-init packs, exported with `model.export` into a tmp dir.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from model.missing import MODALITIES
+from service.features.types import FeatureBatch
+from service.http.app import create_app
+from service.metrics import ServiceMetrics
+from service.runtime.runtime import LoadedExtractor, ServiceRuntime
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+ENCODERS = REPO / "bundle" / "encoders"
+SENTIMENT_LABELS = ["negative", "neutral", "positive"]
+EMOTION_LABELS = ["anger", "joy", "sadness"]
+SR = 16_000
+
+
+@dataclass(frozen=True)
+class TinyBundle:
+    root: Path  # backbone.onnx, backbone.json, encoders -> the built encoders, packs/
+    uploads: Path  # packs NOT in packs/: <name>/<version>/ ready to PUT
+    backbone_sha256: str
+    feature_spec_sha256: str
+
+
+def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
+    """Backbone + packs sentiment 1.0.0 (text, audio, video) and emotion 1.0.0 (text,
+    audio); uploads: sentiment 2.0.0, emotion 2.0.0."""
+    import torch
+
+    from model.config import ModelConfig, Task
+    from model.export import export_backbone_onnx
+    from model.io import save_pack
+    from model.mult import MPLMM
+    from model.prompts import PromptPack
+
+    shapes = [spec.shape(m) for m in MODALITIES]
+    config = ModelConfig(
+        dims=tuple(d for _, d in shapes),
+        lengths=tuple(n for n, _ in shapes),
+        d=8,
+        heads=2,
+        layers=1,
+        self_layers=1,
+        prompt_length=2,
+        task=Task.CLASSIFICATION,
+        output_dim=3,
+    )
+    torch.manual_seed(0)
+    model = MPLMM(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    fs = spec.sha256()
+    info = export_backbone_onnx(model, out / "backbone.onnx", feature_spec_sha256=fs)
+    (out / "encoders").symlink_to(ENCODERS)
+
+    def pack(seed: int) -> PromptPack:
+        torch.manual_seed(seed)
+        p = PromptPack(config)
+        with torch.no_grad():  # larger weights than init, so versions differ clearly
+            for t in p.parameters():
+                t.add_(torch.randn_like(t) * 0.5)
+        return p
+
+    common: dict[str, Any] = {
+        "backbone_sha256": info.backbone_sha256,
+        "feature_spec_sha256": fs,
+        "metrics": {"split": "none (random init, tests only)"},
+        "training_data": [{"name": "random init", "licence": "n/a"}],
+    }
+    for root, version, seed in ((out / "packs", "1.0.0", 1), (out / "uploads", "2.0.0", 2)):
+        save_pack(
+            pack(seed),
+            root,
+            name="sentiment",
+            version=version,
+            modalities=["text", "audio", "video"],
+            labels=SENTIMENT_LABELS,
+            **common,
+        )
+        save_pack(
+            pack(seed + 10),
+            root,
+            name="emotion",
+            version=version,
+            modalities=["text", "audio"],
+            labels=EMOTION_LABELS,
+            **common,
+        )
+    return TinyBundle(out, out / "uploads", info.backbone_sha256, fs)
+
+
+# ------------------------------------------------------------------ media
+
+
+def speech_wav(seconds: float = 2.0, f0: float = 180.0, seed: int = 0) -> bytes:
+    """A voiced, syllable-like signal (harmonics under a 4 Hz envelope) as WAV bytes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    y = (0.2 * envelope * voice / 2.3 + 0.002 * rng.standard_normal(t.shape)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def face_mp4(tmp: Path, frames: int = 30, fps: float = 10.0) -> bytes:
+    """A 320x240 window panning over skimage's astronaut (a real face), no audio track."""
+    from skimage import data as skimage_data
+
+    image = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    path = tmp / f"face-{frames}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
+    for i in range(frames):
+        s = i / max(frames - 1, 1)
+        x0, y0 = int(60 + 80 * s), int(20 + 40 * s)
+        writer.write(np.ascontiguousarray(image[y0 : y0 + 240, x0 : x0 + 320]))
+    writer.release()
+    return path.read_bytes()
+
+
+# ------------------------------------------------------------------ extractors
+
+
+class GatedExtractor:
+    """Wraps the real extractor: optionally holds every call until `gate` opens, and
+    raises RuntimeError for the text "boom" (a server fault)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+
+    def _wait(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.entered.release()
+        if not self.gate.wait(30):
+            raise RuntimeError("gate never opened")
+
+    def extract(
+        self, text: str | None = None, audio: Any = None, video: Any = None
+    ) -> FeatureBatch:
+        self._wait()
+        if text == "boom":
+            raise RuntimeError("extractor exploded")
+        return self.inner.extract(text=text, audio=audio, video=video)
+
+    def extract_many(self, samples: Sequence[Any]) -> FeatureBatch:
+        self._wait(len(samples))
+        if any(s.text == "boom" for s in samples):
+            raise RuntimeError("extractor exploded")
+        return self.inner.extract_many(samples)
+
+    def wait_entered(self, n: int, timeout: float = 30.0) -> None:
+        for _ in range(n):
+            if not self.entered.acquire(timeout=timeout):
+                raise AssertionError("requests did not reach the extractor")
+
+
+# ------------------------------------------------------------------ apps
+
+
+def settings_for(bundle: TinyBundle, packs_dir: Path, **env: Any) -> Settings:
+    values = {
+        "MPLMM_BUNDLE_DIR": str(bundle.root),
+        "MPLMM_PACKS_DIR": str(packs_dir),
+        "MPLMM_PACK_WATCH_INTERVAL_S": "0",
+        "MPLMM_LOG_FORMAT": "text",
+    }
+    values.update({f"MPLMM_{k.upper()}": str(v) for k, v in env.items()})
+    return Settings.from_env(values)
+
+
+def fresh_packs(bundle: TinyBundle, dest: Path) -> Path:
+    shutil.copytree(bundle.root / "packs", dest)
+    return dest
+
+
+def wait_ready(client: TestClient, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get("/readyz")
+        body: dict[str, Any] = r.json()
+        if r.status_code == 200:
+            return body
+        reason = str(body.get("reason"))
+        if reason.startswith("start-up failed") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+class running_app:  # noqa: N801 (used like a function: `with running_app(...) as client`)
+    """Build an app over `settings` with an injected extractor, start it, wait until ready."""
+
+    def __init__(self, settings: Settings, extractor: Any, spec_sha256: str) -> None:
+        runtime = ServiceRuntime(
+            settings,
+            ServiceMetrics(),
+            extractor_factory=lambda _s: LoadedExtractor(extractor, spec_sha256),
+        )
+        self.runtime = runtime
+        self.app = create_app(settings, runtime=runtime)
+        self.client = TestClient(self.app, raise_server_exceptions=False)
+
+    def __enter__(self) -> TestClient:
+        self.client.__enter__()
+        self.ready = wait_ready(self.client)
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+
+
+def error_of(response: Any) -> dict[str, str]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    return dict(body["error"])
+
+
+def upload_files(pack_dir: Path) -> dict[str, tuple[str, bytes, str]]:
+    return {
+        "manifest": (
+            "manifest.json",
+            (pack_dir / "manifest.json").read_bytes(),
+            "application/json",
+        ),
+        "weights": (
+            "pack.safetensors",
+            (pack_dir / "pack.safetensors").read_bytes(),
+            "application/octet-stream",
+        ),
+    }
+
+
+def edited_manifest(pack_dir: Path, **changes: Any) -> bytes:
+    doc = json.loads((pack_dir / "manifest.json").read_text())
+    doc.update(changes)
+    return json.dumps(doc).encode()
+
+
+def iter_metric(text: str, name: str) -> Iterator[tuple[str, float]]:
+    for line in text.splitlines():
+        if line.startswith(name):
+            key, _, value = line.rpartition(" ")
+            yield key, float(value)
+
+
+def metric(text: str, sample: str) -> float | None:
+    """The value of one exposition line, e.g. 'queue_depth' or 'x_total{a="b"}'."""
+    for key, value in iter_metric(text, sample.split("{")[0]):
+        if key == sample:
+            return value
+    return None
