@@ -209,13 +209,6 @@ class PackLoader:
                 f"{spec[:12]}..., this server extracts {self.feature_spec_sha256[:12]}...; "
                 "retrain the pack on this feature spec"
             )
-        if manifest.task is Task.REGRESSION and manifest.labels is None:
-            return
-        if manifest.labels is None or len(manifest.labels) != self.backbone.config.output_dim:
-            raise PackValidationError(
-                f"pack {manifest.name}@{manifest.version}: labels do not match the "
-                f"backbone's {self.backbone.config.output_dim} outputs"
-            )
 
     @staticmethod
     def _freeze(arrays: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:

@@ -1,0 +1,370 @@
+"""Every /predict error path: exact status, exact error body, and the server stays up."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from service_helpers import (
+    ENCODERS,
+    GatedExtractor,
+    TinyBundle,
+    error_of,
+    fresh_packs,
+    running_app,
+    settings_for,
+    speech_wav,
+)
+
+from service.features.types import Limits
+
+LIMITS = {
+    "max_text_chars": 50,
+    "max_audio_bytes": 200_000,
+    "max_audio_seconds": 1.0,
+    "max_video_bytes": 3_000_000,
+}
+
+
+@pytest.fixture(scope="module")
+def gated(svc_spec: Any, svc_extractor: Any) -> GatedExtractor:
+    from service.features.extractor import FeatureExtractor
+
+    limited = FeatureExtractor(ENCODERS, Limits(**LIMITS), spec=svc_spec)  # type: ignore[arg-type]
+    return GatedExtractor(limited)
+
+
+@pytest.fixture(scope="module")
+def app(
+    svc_bundle: TinyBundle, gated: GatedExtractor, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("errors") / "packs")
+    settings = settings_for(svc_bundle, packs, max_queue=2, request_timeout_s=2, **LIMITS)
+    app = running_app(settings, gated, svc_bundle.feature_spec_sha256)
+    with app:
+        assert app.ready["ready"], app.ready
+        yield app
+
+
+@pytest.fixture
+def client(app: Any, gated: GatedExtractor) -> TestClient:
+    gated.gate.set()
+    c: TestClient = app.client
+    return c
+
+
+def still_serves(client: TestClient) -> None:
+    r = client.post("/predict", json={"text": "and now a normal request"})
+    assert r.status_code == 200, r.text
+    assert r.json()["pack"]["name"] == "sentiment"
+
+
+# ------------------------------------------------------------------ 4xx with exact bodies
+
+
+def test_no_modality_multipart_and_json(client: TestClient) -> None:
+    want = {
+        "code": "no_usable_modality",
+        "message": "no modality sent: send at least one of text, audio or video",
+    }
+    for r in (
+        client.post("/predict", files={"pack": (None, "sentiment")}),
+        client.post("/predict", json={}),
+        client.post("/predict", json={"pack": "emotion"}),
+    ):
+        assert r.status_code == 422
+        assert error_of(r) == want
+
+
+def test_unknown_pack_is_404(client: TestClient) -> None:
+    r = client.post("/predict", json={"text": "hi", "pack": "sarcasm"})
+    assert r.status_code == 404
+    assert error_of(r) == {
+        "code": "unknown_pack",
+        "message": "no pack named 'sarcasm'; loaded packs: emotion, sentiment",
+    }
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "Sentiment", "a" * 65, "x y"])
+def test_invalid_pack_name_is_422(client: TestClient, name: str) -> None:
+    r = client.post("/predict", data={"text": "hi", "pack": name})
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "invalid_pack_name",
+        "message": f"invalid pack name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', "
+        "starting with a letter or digit",
+    }
+
+
+def test_unsupported_request_content_type_is_415(client: TestClient) -> None:
+    r = client.post("/predict", content=b"hello", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert error_of(r) == {
+        "code": "unsupported_media_type",
+        "message": "content type 'text/plain' is not accepted: send multipart/form-data "
+        '(fields text, audio, video, pack) or application/json ({"text", "audio_b64", '
+        '"video_b64", "pack"})',
+    }
+    r = client.post("/predict", content=b"hello")
+    assert r.status_code == 415
+    assert error_of(r)["message"].startswith("content type 'none' is not accepted")
+
+
+def test_file_part_of_the_wrong_type_is_415(client: TestClient) -> None:
+    r = client.post("/predict", files={"audio": ("x.png", b"\x89PNG....", "image/png")})
+    assert r.status_code == 415
+    assert error_of(r) == {
+        "code": "unsupported_media_type",
+        "message": "audio: content type 'image/png' is not audio/* or video/*; send a "
+        "supported file (audio: wav, flac, ogg, mp3; video: mp4, avi, webm, mkv)",
+    }
+    r = client.post("/predict", files={"video": ("a.wav", b"RIFF", "audio/wav")})
+    assert r.status_code == 415
+    assert error_of(r)["message"].startswith("video: content type 'audio/wav' is not video/*")
+
+
+def test_unknown_container_is_415_from_the_extractor(client: TestClient) -> None:
+    r = client.post("/predict", files={"audio": ("a.bin", b"\x89PNG\r\n\x1a\n" + bytes(64))})
+    assert r.status_code == 415
+    err = error_of(r)
+    assert err["code"] == "unsupported_media_type"
+    assert err["message"].startswith("audio: unrecognised container")
+
+
+def test_truncated_and_empty_media_are_422(client: TestClient) -> None:
+    r = client.post("/predict", files={"audio": ("a.wav", speech_wav(0.9)[:3000], "audio/wav")})
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "invalid_media",
+        "message": "audio: truncated wav: data chunk declares 28800 bytes, 2956 present",
+    }
+    r = client.post("/predict", files={"video": ("v.mp4", b"", "video/mp4")})
+    assert r.status_code == 422
+    assert error_of(r) == {"code": "invalid_media", "message": "video: empty file (zero bytes)"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"{not json",
+            "invalid JSON body: Invalid JSON: key must be a string at line 1 column 2",
+        ),
+        (b"[1, 2]", "invalid JSON body: Input should be an object"),
+        (b'{"txt": "hi"}', "invalid JSON body: txt: Extra inputs are not permitted"),
+        (b'{"text": 5}', "invalid JSON body: text: Input should be a valid string"),
+    ],
+)
+def test_malformed_json_is_422(client: TestClient, body: bytes, message: str) -> None:
+    r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert error_of(r) == {"code": "validation_error", "message": message}
+
+
+def test_bad_base64_is_422(client: TestClient) -> None:
+    r = client.post("/predict", json={"audio_b64": "@@@not base64@@@"})
+    assert r.status_code == 422
+    err = error_of(r)
+    assert err["code"] == "validation_error"
+    assert err["message"].startswith("audio_b64: not valid base64")
+
+
+def test_form_mistakes_are_422(client: TestClient) -> None:
+    r = client.post("/predict", data={"text": "hi", "audio": "not a file"})
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "validation_error",
+        "message": "audio: send the audio as a file part (filename=...), not a text field",
+    }
+    r = client.post("/predict", data={"text": "hi", "colour": "blue"})
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "validation_error",
+        "message": "unknown form field(s) ['colour']; use text, audio, video, pack",
+    }
+    r = client.post("/predict", files=[("text", (None, "a")), ("text", (None, "b"))])
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "validation_error",
+        "message": "text: sent more than once; send it once",
+    }
+
+
+def test_multipart_without_boundary_is_400(client: TestClient) -> None:
+    r = client.post("/predict", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})
+    assert r.status_code == 400
+    assert error_of(r) == {
+        "code": "bad_request",
+        "message": "multipart/form-data without a boundary parameter",
+    }
+
+
+# ------------------------------------------------------------------ limits: 413
+
+
+def test_body_over_the_limit_is_refused_before_reading(client: TestClient, app: Any) -> None:
+    limit = app.app.state.settings.max_body_bytes
+    big = os.urandom(limit + 1)
+    r = client.post("/predict", files={"video": ("v.mp4", big, "video/mp4")})
+    assert r.status_code == 413
+    err = error_of(r)
+    assert err["code"] == "payload_too_large"
+    assert err["message"].startswith("request body is ")
+    assert f"over the limit of {limit} bytes for this route" in err["message"]
+
+
+def test_chunked_body_over_the_limit_is_cut_off(client: TestClient, app: Any) -> None:
+    limit = app.app.state.settings.max_body_bytes
+
+    def chunks() -> Any:
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    err = error_of(r)
+    assert err["code"] == "payload_too_large"
+    assert err["message"].startswith("request body is more than ")
+
+
+def test_audio_part_over_its_byte_limit_is_413(client: TestClient) -> None:
+    wav = speech_wav(7.0)  # 224 kB > 200 kB
+    r = client.post("/predict", files={"audio": ("a.wav", wav, "audio/wav")})
+    assert r.status_code == 413
+    assert error_of(r) == {
+        "code": "payload_too_large",
+        "message": f"audio: {len(wav)} bytes is over the limit of 200000 bytes "
+        "(MPLMM_MAX_AUDIO_BYTES); send a shorter or more compressed file",
+    }
+    r = client.post("/predict", json={"audio_b64": base64.b64encode(wav).decode()})
+    assert r.status_code == 413
+    assert error_of(r)["code"] == "payload_too_large"
+
+
+def test_audio_over_its_duration_limit_is_413(client: TestClient) -> None:
+    r = client.post("/predict", files={"audio": ("a.wav", speech_wav(2.0), "audio/wav")})
+    assert r.status_code == 413
+    err = error_of(r)
+    assert err["code"] == "media_too_large"
+    assert err["message"].startswith("audio: ")
+    assert "limit" in err["message"]
+
+
+def test_text_over_its_limit_is_413(client: TestClient) -> None:
+    r = client.post("/predict", json={"text": "x" * 60})
+    assert r.status_code == 413
+    assert error_of(r) == {
+        "code": "media_too_large",
+        "message": "text: 60 characters, over the limit of 50; send a shorter text",
+    }
+
+
+# ------------------------------------------------------------------ routing
+
+
+def test_unknown_route_and_wrong_method(client: TestClient) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404
+    assert error_of(r) == {"code": "not_found", "message": "Not Found"}
+    r = client.get("/predict")
+    assert r.status_code == 405
+    assert error_of(r) == {"code": "method_not_allowed", "message": "Method Not Allowed"}
+
+
+# ------------------------------------------------------------------ 5xx
+
+
+def test_server_fault_is_500_and_the_next_request_works(client: TestClient) -> None:
+    r = client.post("/predict", data={"text": "boom", "pack": "emotion"})
+    assert r.status_code == 500
+    assert error_of(r) == {
+        "code": "internal_error",
+        "message": "internal server error; the request ID is in the logs",
+    }
+    still_serves(client)
+
+
+def test_queue_full_is_503_with_retry_after(client: TestClient, gated: GatedExtractor) -> None:
+    gated.gate.clear()
+    results: list[Any] = []
+
+    def send() -> None:
+        results.append(client.post("/predict", json={"text": "waiting"}))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]  # MPLMM_MAX_QUEUE=2
+    for t in threads:
+        t.start()
+    gated.wait_entered(2)
+    r = client.post("/predict", json={"text": "one too many"})
+    gated.gate.set()
+    for t in threads:
+        t.join()
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert error_of(r) == {
+        "code": "queue_full",
+        "message": "2 requests are already queued (MPLMM_MAX_QUEUE=2); retry after the "
+        "Retry-After delay",
+    }
+    assert [x.status_code for x in results] == [200, 200]
+    still_serves(client)
+
+
+def test_timeout_is_504(client: TestClient, gated: GatedExtractor) -> None:
+    gated.gate.clear()
+    r = client.post("/predict", json={"text": "slow"})  # MPLMM_REQUEST_TIMEOUT_S=2
+    gated.gate.set()
+    assert r.status_code == 504
+    assert error_of(r) == {
+        "code": "timeout",
+        "message": "the request took longer than MPLMM_REQUEST_TIMEOUT_S=2 s; send shorter "
+        "media or retry later",
+    }
+    still_serves(client)
+
+
+# ------------------------------------------------------------------ never a 500
+
+
+@pytest.mark.parametrize(
+    ("kwargs"),
+    [
+        {
+            "content": b"\x00\xff" * 100,
+            "headers": {"content-type": "multipart/form-data; boundary=zz"},
+        },
+        {
+            "content": b"--zz\r\nbroken",
+            "headers": {"content-type": "multipart/form-data; boundary=zz"},
+        },
+        {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}},
+        {"content": b"null", "headers": {"content-type": "application/json"}},
+        {
+            "content": b"text=%ff%fe",
+            "headers": {"content-type": "application/x-www-form-urlencoded"},
+        },
+        {"json": {"text": "hi", "pack": None, "video_b64": ""}},
+        {"json": {"video_b64": base64.b64encode(os.urandom(3000)).decode()}},
+        {"json": {"audio_b64": base64.b64encode(b"RIFF" + os.urandom(400)).decode()}},
+        {"json": {"text": "\x00\x01\x02"}},
+        {"json": {"text": "hi", "pack": "\u00e9motion"}},
+        {"files": {"video": ("v.avi", b"RIFF\x00\x00\x00\x00AVI LIST" + os.urandom(500))}},
+        {"files": {"audio": ("a.mp3", b"ID3" + os.urandom(2000), "audio/mpeg")}},
+        {"files": {"audio": ("a.flac", b"fLaC" + os.urandom(2000), "audio/flac")}},
+        {"files": {"audio": ("a.ogg", b"OggS" + os.urandom(2000), "audio/ogg")}},
+        {"files": {"text": ("t.txt", b"\xff\xfe\xfa", "text/plain")}},
+        {"files": {"pack": ("p", b"sentiment", "text/plain")}},
+    ],
+)
+def test_a_client_mistake_is_never_a_500(client: TestClient, kwargs: dict[str, Any]) -> None:
+    r = client.post("/predict", **kwargs)
+    assert 400 <= r.status_code < 500 or r.status_code == 200, (r.status_code, r.text)
+    if r.status_code != 200:
+        err = error_of(r)
+        assert err["code"]
+        assert err["message"]
+    still_serves(client)
