@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,16 +257,20 @@ def edited_manifest(pack_dir: Path, **changes: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def iter_metric(text: str, name: str) -> Iterator[tuple[str, float]]:
-    for line in text.splitlines():
-        if line.startswith(name):
-            key, _, value = line.rpartition(" ")
-            yield key, float(value)
+def _parse_sample(sample: str) -> tuple[str, dict[str, str]]:
+    name, _, rest = sample.partition("{")
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return name, labels
 
 
 def metric(text: str, sample: str) -> float | None:
-    """The value of one exposition line, e.g. 'queue_depth' or 'x_total{a="b"}'."""
-    for key, value in iter_metric(text, sample.split("{")[0]):
-        if key == sample:
-            return value
+    """The value of one exposition sample, e.g. 'queue_depth' or 'x_total{a="b",c="d"}'
+    (label order does not matter)."""
+    want = _parse_sample(sample)
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, _, value = line.rpartition(" ")
+        if _parse_sample(key) == want:
+            return float(value)
     return None
