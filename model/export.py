@@ -22,7 +22,13 @@ from torch import nn
 
 from model.errors import ExportError, ExportValidationError
 from model.io import save_backbone
-from model.manifest import PACK_INPUT_PREFIX, BackboneInfo, sha256_file
+from model.manifest import (
+    HEAD_DIM,
+    HEAD_TENSORS,
+    PACK_INPUT_PREFIX,
+    BackboneInfo,
+    sha256_file,
+)
 from model.missing import MODALITIES, MissingType
 from model.mult import MPLMM
 from model.prompts import PromptKind
@@ -37,7 +43,7 @@ class OnnxExportSpec:
     """Declarative export spec: names, shapes (`"B"` marks the dynamic axis), opset, atol."""
 
     inputs: dict[str, list[int | str]]
-    pack_inputs: dict[str, list[int]]
+    pack_inputs: dict[str, list[int | str]]
     output: dict[str, list[int | str]] = field(default_factory=dict)
     opset: int = 17
     atol: float = 1e-4
@@ -50,8 +56,13 @@ class OnnxExportSpec:
             for m, length, dim in zip(MODALITIES, c.lengths, c.dims, strict=True)
         }
         inputs["missing_type"] = [BATCH_AXIS]
-        pack = {PACK_INPUT_PREFIX + k: list(v.shape) for k, v in model.pack.state_dict().items()}
-        return cls(inputs=inputs, pack_inputs=pack, output={"output": [BATCH_AXIS, c.output_dim]})
+        pack: dict[str, list[int | str]] = {}
+        for k, v in model.pack.state_dict().items():
+            shape: list[int | str] = list(v.shape)
+            if k in HEAD_TENSORS:
+                shape[HEAD_TENSORS[k]] = HEAD_DIM
+            pack[PACK_INPUT_PREFIX + k] = shape
+        return cls(inputs=inputs, pack_inputs=pack, output={"output": [BATCH_AXIS, HEAD_DIM]})
 
     @property
     def input_names(self) -> list[str]:
@@ -59,9 +70,13 @@ class OnnxExportSpec:
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        axes = {n: {0: BATCH_AXIS} for n in self.inputs}
-        axes.update({n: {0: BATCH_AXIS} for n in self.output})
-        return axes
+        # Every axis named by a string is dynamic: B (batch) and K (the head's size).
+        shapes = {**self.inputs, **self.pack_inputs, **self.output}
+        return {
+            n: {i: x for i, x in enumerate(shape) if isinstance(x, str)}
+            for n, shape in shapes.items()
+            if any(isinstance(x, str) for x in shape)
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +144,7 @@ def export_backbone_onnx(
     state = model.pack.state_dict()
     wrapper = _PackAsInputs(model, keys)
     args = (*example_inputs(model, [0, 4]), *(state[k].detach() for k in keys))
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     was_training = model.training
     wrapper.eval()
@@ -157,11 +173,16 @@ def export_backbone_onnx(
     return info
 
 
-def ort_session(path: str | Path, threads: int = 2) -> Any:
-    """A CPU onnxruntime session with full graph optimisation and `threads` intra-op."""
+def ort_session(path: str | Path, threads: int = 2, *, spin: bool = False) -> Any:
+    """A CPU onnxruntime session with full graph optimisation and `threads` intra-op.
+
+    Spinning is off by default: idle pool threads that spin steal the CPU from whatever
+    runs next (torch in the benchmark, feature extraction in the service).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -14,6 +14,7 @@ file; a pack's manifest is written after its weights.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from model.errors import BackboneInfoError, PackIntegrityError
 from model.manifest import (
     BACKBONE_JSON,
     BACKBONE_WEIGHTS,
+    HEAD_DIM,
+    HEAD_TENSORS,
     MANIFEST_FILE,
     PACK_FILE,
     BackboneInfo,
@@ -34,6 +37,7 @@ from model.manifest import (
     atomic_write_bytes,
     atomic_write_json,
     check_pack_fits,
+    head_size,
     read_pack,
     sha256_bytes,
 )
@@ -47,6 +51,13 @@ def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+def _spec_shape(key: str, tensor: torch.Tensor) -> list[int | str]:
+    shape: list[int | str] = list(tensor.shape)
+    if key in HEAD_TENSORS:  # the head's size is the pack's business: "K"
+        shape[HEAD_TENSORS[key]] = HEAD_DIM
+    return shape
+
+
 def backbone_bytes(backbone: MulTBackbone) -> bytes:
     """The exact bytes of backbone.safetensors (deterministic for given weights)."""
     return st_save(_tensors(backbone))
@@ -57,7 +68,7 @@ def backbone_info(model: MPLMM, feature_spec_sha256: str | None = None) -> Backb
     return BackboneInfo(
         backbone_sha256=sha256_bytes(backbone_bytes(model.backbone)),
         config=model.config.to_dict(),
-        pack_tensors={k: list(v.shape) for k, v in model.pack.state_dict().items()},
+        pack_tensors={k: _spec_shape(k, v) for k, v in model.pack.state_dict().items()},
         feature_spec_sha256=feature_spec_sha256,
         parameter_counts=model.parameter_counts(),
     )
@@ -160,7 +171,13 @@ def load_model(
 ) -> MPLMM:
     """Backbone from `bundle_dir` (+ a pack from `pack_dir`), frozen backbone, eval mode."""
     backbone, info = load_backbone(bundle_dir)
-    model = MPLMM(backbone.config, prompts, backbone=backbone)
+    config = backbone.config
+    if pack_dir is not None:
+        # The head's task and size come from the pack, not from the backbone.
+        manifest, arrays = read_pack(pack_dir)
+        k = head_size({n: list(a.shape) for n, a in arrays.items()})
+        config = replace(config, task=manifest.task, output_dim=k or config.output_dim)
+    model = MPLMM(config, prompts, backbone=backbone)
     if pack_dir is not None:
         load_pack_into(model, pack_dir, info)
     model.freeze_backbone()

@@ -91,8 +91,31 @@ def pack_feed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {PACK_INPUT_PREFIX + k: v for k, v in arrays.items()}
 
 
+# One backbone serves packs with different label sets (sentiment: 3, emotion: 7), so the
+# head's output size is a named, dynamic dimension of the graph and of `pack_tensors`.
+HEAD_DIM = "K"
+HEAD_TENSORS = {"out_layer.weight": 0, "out_layer.bias": 0}  # tensor -> axis of size K
+
+
 def _shape(v: Any) -> list[int]:
     return [int(x) for x in v]
+
+
+def _spec_shape(v: Any) -> list[int | str]:
+    return [x if x == HEAD_DIM else int(x) for x in v]
+
+
+def head_size(shapes: dict[str, list[int]]) -> int | None:
+    """K of a pack (the rows of its output layer), or None when it has no head tensor."""
+    shape = shapes.get("out_layer.weight")
+    return None if not shape else int(shape[0])
+
+
+def shape_fits(want: list[int | str], got: list[int], k: int | None) -> bool:
+    """`got` matches `want`, where the dimension named K matches the pack's K."""
+    return len(want) == len(got) and all(
+        (g == k if w == HEAD_DIM else w == g) for w, g in zip(want, got, strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -197,7 +220,7 @@ class BackboneInfo:
 
     backbone_sha256: str
     config: dict[str, Any]
-    pack_tensors: dict[str, list[int]]
+    pack_tensors: dict[str, list[int | str]]  # "K" marks the head's dynamic output size
     feature_spec_sha256: str | None = None
     parameter_counts: dict[str, int] = field(default_factory=dict)
     onnx: dict[str, Any] | None = None
@@ -210,12 +233,8 @@ class BackboneInfo:
                 f"{self.backbone_sha256!r}"
             )
         object.__setattr__(
-            self, "pack_tensors", {k: _shape(v) for k, v in self.pack_tensors.items()}
+            self, "pack_tensors", {k: _spec_shape(v) for k, v in self.pack_tensors.items()}
         )
-
-    @property
-    def output_dim(self) -> int:
-        return int(self.config["output_dim"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,15 +288,15 @@ def check_pack_fits(
         problems.append(f"missing tensors {missing}")
     if extra := sorted(set(got) - set(want)):
         problems.append(f"unexpected tensors {extra}")
+    k = head_size(got)
     for key in sorted(set(want) & set(got)):
-        if want[key] != got[key]:
-            problems.append(f"{key}: expected shape {want[key]}, got {got[key]}")
+        if not shape_fits(want[key], got[key], k):
+            k_note = f" with K={k}" if HEAD_DIM in want[key] else ""
+            problems.append(f"{key}: expected shape {want[key]}{k_note}, got {got[key]}")
         if arrays[key].dtype != np.float32:
             problems.append(f"{key}: expected float32, got {arrays[key].dtype}")
-    if manifest.labels is not None and len(manifest.labels) != info.output_dim:
-        problems.append(
-            f"{len(manifest.labels)} labels but the backbone outputs {info.output_dim} values"
-        )
+    if k is not None and manifest.labels is not None and len(manifest.labels) != k:
+        problems.append(f"{len(manifest.labels)} labels but the pack's head outputs {k} values")
     if problems:
         raise PackMismatchError(
             f"pack {manifest.name}@{manifest.version} does not fit the backbone: "

@@ -43,7 +43,7 @@ def test_backbone_json_describes_the_graph(exported) -> None:
     assert info.onnx["inputs"] == {
         "text": ["B", 6, 7], "audio": ["B", 5, 5], "video": ["B", 6, 4], "missing_type": ["B"],
     }  # fmt: skip
-    assert info.onnx["output"] == {"output": ["B", 2]}
+    assert info.onnx["output"] == {"output": ["B", "K"]}  # the head size is per pack
     assert info.onnx["pack_inputs"]["pack.proj_t.weight"] == [8, 7, 1]
     assert len(info.onnx["pack_inputs"]) == len(model.pack.state_dict())
     assert info.config == model.config.to_dict()
@@ -128,3 +128,36 @@ def test_backbone_json_is_plain_json(exported) -> None:
     data = json.loads((path.parent / "backbone.json").read_text())
     assert data["feature_spec_sha256"] == "e" * 64
     assert data["parameter_counts"]["total"] > data["parameter_counts"]["pack"] > 0
+
+
+def test_packs_with_other_label_counts_share_the_graph(exported, tmp_path) -> None:
+    """Sentiment (3) and emotion (7) packs run on one backbone.onnx: K is dynamic."""
+    from dataclasses import replace
+
+    from model.io import load_model
+
+    model, path, info = exported
+    config5 = replace(model.config, output_dim=5, task="classification")
+    torch.manual_seed(5)
+    five = MPLMM(config5, backbone=model.backbone, pack=PromptPack(config5)).eval()
+    pack_dir, _ = save_pack(
+        five.pack, tmp_path, name="five", version="1", backbone_sha256=info.backbone_sha256,
+        modalities=["text", "audio"], metrics={"split": "test"}, labels=list("abcde"),
+        training_data=[{"name": "x", "licence": "y"}], feature_spec_sha256="e" * 64,
+    )  # fmt: skip
+    manifest, arrays = read_pack(pack_dir)
+    check_pack_fits(info, manifest, arrays)
+    inputs = example_inputs(model, [0, 4, 5])
+    feed = dict(zip(["text", "audio", "video", "missing_type"], (x.numpy() for x in inputs),
+                    strict=True))  # fmt: skip
+    got = ort_session(path).run(None, {**feed, **pack_feed(arrays)})[0]
+    assert got.shape == (3, 5)
+    with torch.no_grad():
+        np.testing.assert_allclose(got, five(*inputs).numpy(), atol=1e-4, rtol=0)
+    # load_model takes the head's size and task from the pack
+    loaded = load_model(path.parent, pack_dir)
+    assert loaded.config.output_dim == 5
+    # a label list that disagrees with the head is refused
+    bad = replace(manifest, labels=tuple("abcd"))
+    with pytest.raises(Exception, match="4 labels but the pack's head outputs 5 values"):
+        check_pack_fits(info, bad, arrays)

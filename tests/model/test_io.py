@@ -127,7 +127,7 @@ def test_missing_and_extra_tensors_are_named(model: MPLMM, tmp_path) -> None:
 
 def test_labels_must_match_output_size(model: MPLMM, tmp_path) -> None:
     pack_dir, _ = _save(model, tmp_path, labels=["a", "b", "c"])
-    with pytest.raises(PackMismatchError, match="3 labels but the backbone outputs 2"):
+    with pytest.raises(PackMismatchError, match="3 labels but the pack.s head outputs 2 values"):
         load_pack_into(model, pack_dir)
 
 
