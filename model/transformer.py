@@ -210,20 +210,31 @@ def run_grouped(
         ln, inp = p + "ln_attn", p + "in_proj"
         wq, bq = _fold(encoders, ln, inp, slice(0, e))
         wq, bq = _heads(wq * hd**-0.5, bq * hd**-0.5, h)  # (G, H, E, hd), (G, H, 1, hd)
-        wk, bk = _heads(*_fold(encoders, ln, inp, slice(e, 2 * e)), h)
+        # The query bias rides on a ones column: a (.., 6)-wide broadcast Add is slow.
+        wq = torch.cat([wq, bq], dim=2)  # (G, H, E + 1, hd)
+        # The key bias adds q.b_k to every score of a row: softmax cancels it, so drop it.
+        wk, _ = _heads(*_fold(encoders, ln, inp, slice(e, 2 * e)), h)
         wv, bv = _heads(*_fold(encoders, ln, inp, slice(2 * e, 3 * e)), h)
-        xn = _norm(x, e)[:, None]  # (G, 1, N, E)
-        srcn = xn if src is None else _norm(src, e)[:, None]  # (G, 1, M, E)
-        q = (xn @ wq + bq).reshape(g, h, b, t, hd)  # (G, H, B, T, hd)
-        k = (srcn @ wk + bk).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
-        v = (srcn @ wv + bv).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
+        w_out = _stack(encoders, p + "out_proj.weight").transpose(1, 2)  # (G, E, E)
+        b_out = _stack(encoders, p + "out_proj.bias")[:, None, :]  # (G, 1, E)
+        fold_v = not (training and p_attn > 0)
+        if fold_v:
+            # Softmax rows sum to 1, so probs @ (v + b_v) = probs @ v + b_v: fold b_v into
+            # the output bias. Attention dropout breaks the sum, so not when training.
+            b_out = b_out + bv.transpose(1, 2).reshape(g, 1, e) @ w_out
+        xn = _norm(x, e)  # (G, N, E)
+        ones = torch.ones_like(xn[..., :1])
+        xq = torch.cat([xn, ones], dim=-1)[:, None]  # (G, 1, N, E + 1)
+        srcn = xn[:, None] if src is None else _norm(src, e)[:, None]  # (G, 1, M, E)
+        q = (xq @ wq).reshape(g, h, b, t, hd)  # (G, H, B, T, hd)
+        k = (srcn @ wk).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
+        v = srcn @ wv if fold_v else srcn @ wv + bv
+        v = v.reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
         scores = q @ k.transpose(-1, -2)  # (G, H, B, T, S)
         if mask is not None:
             scores = scores + mask
         probs = F.dropout(scores.softmax(-1), p_attn, training)
         att = (probs @ v).permute(0, 2, 3, 1, 4).reshape(g, b * t, e)  # (G, N, E)
-        w_out = _stack(encoders, p + "out_proj.weight").transpose(1, 2)  # (G, E, E)
-        b_out = _stack(encoders, p + "out_proj.bias")[:, None, :]  # (G, 1, E)
         x = x + F.dropout(att @ w_out + b_out, p_res, training)
         w1, b1 = _fold(encoders, p + "ln_ffn", p + "fc1")  # (G, E, 4E), (G, 1, 4E)
         w2 = _stack(encoders, p + "fc2.weight").transpose(1, 2)  # (G, 4E, E)

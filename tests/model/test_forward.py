@@ -98,3 +98,12 @@ def test_parameter_counts(model: MPLMM) -> None:
         "proj_t", "proj_a", "proj_v", "proj1", "proj2", "out_layer",
         "gen_prompt", "gen_map", "gen_fuse", "signal", "type_prompt", "type_w",
     }  # fmt: skip
+
+
+def test_training_mode_paths_match_reference_without_dropout_noise(monkeypatch) -> None:
+    # Train mode with attention dropout takes the grouped path's unfolded value bias;
+    # with dropout itself made the identity, both implementations must still agree.
+    monkeypatch.setattr(torch.nn.functional, "dropout", lambda x, p=0.5, training=True: x)
+    torch.manual_seed(3)
+    model = MPLMM(tiny_config(attn_dropout=0.3)).train()
+    _check(model, [0, 1, 2, 3, 4, 5, 6])

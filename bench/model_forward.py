@@ -1,0 +1,133 @@
+"""Benchmark the MPLMM forward: per-sample reference vs batched torch vs onnxruntime (CPU).
+
+MOSI-style config (dims 300/74/35, lengths 50, d=30, 5 heads, 5 layers, prompt length
+16), random weights, all seven missing types mixed at random. Every peer runs in the
+same process on the same inputs, rounds interleaved so that machine load hits all
+alike; medians are reported. Prints ONE JSON object on stdout.
+
+    .venv/bin/python bench/model_forward.py [--batch 64] [--rounds 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "model"))  # the reference lives with the tests
+
+from mplmm_reference import reference_forward  # noqa: E402
+
+from model.config import ModelConfig  # noqa: E402
+from model.export import example_inputs, export_backbone_onnx, ort_session  # noqa: E402
+from model.manifest import pack_feed  # noqa: E402
+from model.mult import MPLMM  # noqa: E402
+
+INPUT_NAMES = ("text", "audio", "video", "missing_type")
+
+
+def _median_s(fn: Callable[[], object], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    config = ModelConfig.mosi()
+    model = MPLMM(config).eval()
+    rng = np.random.default_rng(args.seed)
+    types = rng.integers(0, 7, size=args.batch).tolist()
+    big = example_inputs(model, types, seed=args.seed)
+    one = [x[:1] for x in big]
+    feeds = {}
+    for name, inputs in (("big", big), ("one", one)):
+        feed = dict(zip(INPUT_NAMES, (x.numpy() for x in inputs), strict=True))
+        arrays = {k: v.numpy() for k, v in model.pack.state_dict().items()}
+        feeds[name] = {**feed, **pack_feed(arrays)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_backbone_onnx(model, Path(tmp) / "backbone.onnx")
+        session = ort_session(Path(tmp) / "backbone.onnx", threads=args.threads)
+    with torch.inference_mode():
+        want = model(*big).numpy()
+        ref = reference_forward(model, *big).numpy()
+    got = session.run(None, feeds["big"])[0]
+
+    peers: dict[str, Callable[[], object]] = {
+        "reference": lambda: reference_forward(model, *big),
+        "torch": lambda: model(*big),
+        "ort": lambda: session.run(None, feeds["big"]),
+        "reference_1": lambda: reference_forward(model, *one),
+        "torch_1": lambda: model(*one),
+        "ort_1": lambda: session.run(None, feeds["one"]),
+    }
+    reps = {"reference": 2, "torch": 3, "ort": 5, "reference_1": 20, "torch_1": 20, "ort_1": 50}
+    load_before = os.getloadavg()
+    samples: dict[str, list[float]] = {k: [] for k in peers}
+    with torch.inference_mode():
+        for fn in peers.values():  # warm-up
+            fn()
+        for _ in range(args.rounds):
+            for key, fn in peers.items():
+                samples[key].append(_median_s(fn, reps[key]))
+    load_after = os.getloadavg()
+    t = {k: statistics.median(v) for k, v in samples.items()}
+    b = args.batch
+    result = {
+        "bench": "model_forward",
+        "batch": b,
+        "threads": args.threads,
+        "config": config.to_dict(),
+        "parameters": model.parameter_counts(),
+        "reference_samples_per_s": round(b / t["reference"], 1),
+        "torch_samples_per_s": round(b / t["torch"], 1),
+        "ort_samples_per_s": round(b / t["ort"], 1),
+        "reference_batch1_ms": round(1e3 * t["reference_1"], 2),
+        "torch_batch1_ms": round(1e3 * t["torch_1"], 2),
+        "ort_batch1_ms": round(1e3 * t["ort_1"], 2),
+        "ratio_ort_vs_reference": round(t["reference"] / t["ort"], 2),
+        "ratio_torch_vs_reference": round(t["reference"] / t["torch"], 2),
+        "max_abs_diff_ort_vs_torch": float(np.abs(got - want).max()),
+        "max_abs_diff_reference_vs_torch": float(np.abs(ref - want).max()),
+        "ort_providers": session.get_providers(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+        },
+    }
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
