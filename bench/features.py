@@ -204,17 +204,22 @@ def meld_texts(n: int) -> tuple[list[str], str]:
 
 def bench_text(ex: FeatureExtractor, texts: list[str], singles: int) -> dict[str, Any]:
     ex.text.encode_batch(texts[:64])
-    w = time.perf_counter()
-    for start in range(0, len(texts), 64):
-        ex.text.encode_batch(texts[start : start + 64])
-    batched = (time.perf_counter() - w) / len(texts)
-    w = time.perf_counter()
-    for text in texts[:singles]:
-        ex.text.encode(text)
-    single = (time.perf_counter() - w) / singles
+
+    def batched() -> None:
+        for start in range(0, len(texts), 64):
+            ex.text.encode_batch(texts[start : start + 64])
+
+    def one_by_one() -> None:
+        for text in texts[:singles]:
+            ex.text.encode(text)
+
+    bw, bc = _timed(batched)
+    sw, sc = _timed(one_by_one)
     return {
-        "text_ms_per_utterance_batched": batched * 1e3,
-        "text_ms_per_utterance_single": single * 1e3,
+        "text_ms_per_utterance_batched": bw * 1e3 / len(texts),
+        "text_ms_per_utterance_single": sw * 1e3 / singles,
+        "text_cpu_ms_per_utterance_batched": bc * 1e3 / len(texts),
+        "text_cpu_ms_per_utterance_single": sc * 1e3 / singles,
         "text_batch_size": 64,
         "text_utterances": len(texts),
     }
