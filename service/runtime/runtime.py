@@ -191,6 +191,8 @@ class ServiceRuntime:
 
     def begin_drain(self) -> None:
         """SIGTERM: readiness goes 503 at once and no new request is admitted."""
+        if self.phase is not Phase.DRAINING:
+            log.info("draining: no new requests admitted")
         self.phase = Phase.DRAINING
         if self.pipeline is not None:
             self.pipeline.stop_admitting()
@@ -199,6 +201,7 @@ class ServiceRuntime:
         self.begin_drain()
         if self.pipeline is not None:
             await self.pipeline.close(self.settings.drain_timeout_s)
+        log.info("drained; shutting down")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

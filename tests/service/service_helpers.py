@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from service.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 ENCODERS = REPO / "bundle" / "encoders"
 SENTIMENT_LABELS = ["negative", "neutral", "positive"]
-EMOTION_LABELS = ["anger", "joy", "sadness"]
+EMOTION_LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 SR = 16_000
 
 
@@ -45,8 +45,8 @@ class TinyBundle:
 
 
 def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
-    """Backbone + packs sentiment 1.0.0 (text, audio, video) and emotion 1.0.0 (text,
-    audio); uploads: sentiment 2.0.0, emotion 2.0.0."""
+    """Backbone + packs sentiment 1.0.0 (3 labels; text, audio, video) and emotion 1.0.0
+    (7 labels; text, audio); uploads: sentiment 2.0.0, emotion 2.0.0."""
     import torch
 
     from model.config import ModelConfig, Task
@@ -74,9 +74,10 @@ def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
     info = export_backbone_onnx(model, out / "backbone.onnx", feature_spec_sha256=fs)
     (out / "encoders").symlink_to(ENCODERS)
 
-    def pack(seed: int) -> PromptPack:
+    def pack(seed: int, k: int = 3) -> PromptPack:
+        # One backbone serves heads of any size K: emotion has 7 labels, sentiment 3.
         torch.manual_seed(seed)
-        return PromptPack(config)
+        return PromptPack(replace(config, output_dim=k))
 
     common: dict[str, Any] = {
         "backbone_sha256": info.backbone_sha256,
@@ -95,7 +96,7 @@ def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
             **common,
         )
         save_pack(
-            pack(seed + 10),
+            pack(seed + 10, k=len(EMOTION_LABELS)),
             root,
             name="emotion",
             version=version,
