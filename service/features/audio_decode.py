@@ -118,11 +118,15 @@ def _check_rate(rate: int, limits: Limits, field: str) -> None:
         )
 
 
-def _check_seconds(seconds: float, limits: Limits, field: str, what: str) -> None:
-    if seconds > limits.max_audio_seconds:
+def _max_seconds(limits: Limits, kind: Container) -> float:
+    """A video's audio track is held to the video's duration limit, a file to the audio's."""
+    return limits.max_video_seconds if kind.is_video_container else limits.max_audio_seconds
+
+
+def _check_seconds(seconds: float, limit: float, field: str, what: str) -> None:
+    if seconds > limit:
         raise MediaTooLargeError(
-            field,
-            f"{what} {seconds:.1f} s of audio, over the limit of {limits.max_audio_seconds:g} s",
+            field, f"{what} {seconds:.1f} s of audio, over the limit of {limit:g} s"
         )
 
 
@@ -150,6 +154,7 @@ def _error_text(e: Exception) -> str:
 
 
 def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio:
+    max_s = _max_seconds(limits, kind)
     try:
         f = sf.SoundFile(io.BytesIO(raw))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -164,17 +169,17 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
         chunk = _wav_data_chunk(raw) if kind is Container.WAV else None
         if chunk is not None:
             frame_bytes = channels * max(_SAMPLE_BYTES.get(f.subtype, 2), 1)
-            _check_seconds(chunk[0] / frame_bytes / rate, limits, field, "header declares")
+            _check_seconds(chunk[0] / frame_bytes / rate, max_s, field, "header declares")
         if declared <= 0:
             raise InvalidMediaError(
                 field, f"{kind.value} audio with zero samples (empty or truncated)"
             )
-        _check_seconds(declared / rate, limits, field, "header declares")
+        _check_seconds(declared / rate, max_s, field, "header declares")
         if chunk is not None and chunk[1] < chunk[0]:
             raise InvalidMediaError(
                 field, f"truncated wav: data chunk declares {chunk[0]} bytes, {chunk[1]} present"
             )
-        cap = int(limits.max_audio_seconds * rate) + 1
+        cap = int(max_s * rate) + 1
         blocks: list[np.ndarray] = []
         got = 0
         try:
@@ -188,7 +193,7 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
             raise InvalidMediaError(field, f"corrupt {kind.value} audio: {_error_text(e)}") from e
     if got == 0:
         raise InvalidMediaError(field, f"{kind.value} audio decoded to zero samples")
-    _check_seconds(got / rate, limits, field, "decoded")
+    _check_seconds(got / rate, max_s, field, "decoded")
     # Compressed formats may stop a little short of their header (MP3 sizes are estimates
     # from the Xing header or the bitrate); a large gap is a cut-off file.
     slack = declared // 20 if kind is Container.MP3 else declared // 100
@@ -203,6 +208,8 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
 def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio | None:
     import av
 
+    max_s = _max_seconds(limits, kind)
+
     try:
         container = av.open(io.BytesIO(raw), mode="r")
     except av.FFmpegError as e:
@@ -214,11 +221,11 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
         rate = int(stream.codec_context.sample_rate or 0)
         _check_rate(rate, limits, field)
         if stream.duration is not None and stream.time_base is not None:
-            _check_seconds(float(stream.duration * stream.time_base), limits, field, "header")
+            _check_seconds(float(stream.duration * stream.time_base), max_s, field, "header")
         elif container.duration is not None:
-            _check_seconds(container.duration / av.time_base, limits, field, "header declares")
+            _check_seconds(container.duration / av.time_base, max_s, field, "header declares")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
-        cap = int(limits.max_audio_seconds * TARGET_RATE)
+        cap = int(max_s * TARGET_RATE)
         chunks: list[np.ndarray] = []
         got = 0
         channels = int(stream.codec_context.channels or 1)
@@ -229,7 +236,7 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
                     chunks.append(chunk)
                     got += chunk.shape[0]
                 if got > cap:
-                    _check_seconds(got / TARGET_RATE, limits, field, "decoded")
+                    _check_seconds(got / TARGET_RATE, max_s, field, "decoded")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
@@ -237,7 +244,7 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.shape[0] == 0:
         raise InvalidMediaError(field, f"the {kind.value} audio track decoded to zero samples")
-    _check_seconds(samples.shape[0] / TARGET_RATE, limits, field, "decoded")
+    _check_seconds(samples.shape[0] / TARGET_RATE, max_s, field, "decoded")
     if not np.isfinite(samples).all():
         raise InvalidMediaError(field, "audio contains NaN or infinite samples")
     return DecodedAudio(samples, TARGET_RATE, rate, channels, kind)
