@@ -63,6 +63,9 @@ class BackboneSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads > 0:
             options.intra_op_num_threads = intra_op_threads
+        # Batches arrive in bursts and share the CPU with feature extraction: threads that
+        # spin-wait between calls would steal those cores from the extractors.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = _requested_providers(provider)
         try:
             self._session = ort.InferenceSession(
