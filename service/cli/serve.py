@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
         log_config=None,  # keep our structured logging
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        # Connections in flight get this long after SIGTERM; 0 cancels them at once.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         access_log=False,  # the request middleware logs each request with its ID
         proxy_headers=True,
     )
