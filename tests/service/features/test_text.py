@@ -65,6 +65,18 @@ def test_batch_equals_one_by_one(encoder: TextEncoder) -> None:
         np.testing.assert_array_equal(b.mask, single.mask)
 
 
+def test_large_mixed_batch_keeps_order_across_chunks(encoder: TextEncoder) -> None:
+    # More rows than one encoder run takes (text.CHUNK), lengths shuffled: the sorted,
+    # chunked runs must scatter every row back to its own place.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=int(k))) for k in rng.integers(1, 12, size=40)]
+    batch = encoder.encode_batch(texts)
+    for text, b in zip(texts, batch, strict=True):
+        single = encoder.encode(text)
+        np.testing.assert_array_equal(b.features, single.features)
+        assert b.details == single.details
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\n\t  \n"])
 def test_empty_or_whitespace_is_absent(encoder: TextEncoder, text: str) -> None:
     out = encoder.encode_batch(["ok", text, "i am"])
