@@ -38,12 +38,16 @@ class PackConfig:
     task: str  # corpora: sentiment | emotion; else free text recorded in the manifest
     version: str = "1.0.0"
     description: str = ""
+    # Evaluation baselines trained beside the pack: "full" = the paper's Table 3 (no
+    # prompts, and each prompt kind off in turn), "baseline" = no prompts only, "none".
+    ablation: str = "baseline"
 
 
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
     out: str = "bundle"
+    encoders: str = ""  # the encoders folder; "" = <out>/encoders
     eval_out: str = "docs/eval"
     model: dict[str, Any] = field(default_factory=dict)
     pretrain: TrainConfig = TrainConfig(missing_rate=0.3)
@@ -51,8 +55,11 @@ class RunConfig:
     tune: TrainConfig = TrainConfig()
     data: DataConfig = DataConfig()
     packs: tuple[PackConfig, ...] = ()
-    ablation: bool = True  # also train the paper's Table 3 variants for the report
-    ablation_epochs: int = 0  # 0 = same as tune.epochs
+    ablation_epochs: int = 0  # epochs of each ablation variant; 0 = same as tune.epochs
+
+    @property
+    def encoders_dir(self) -> Path:
+        return Path(self.encoders) if self.encoders else Path(self.out) / "encoders"
 
 
 def _coerce(section: str, cls: type, values: dict[str, Any]) -> Any:
@@ -110,6 +117,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         )
     except TypeError as e:
         raise ConfigError(str(e)) from e
+    for p in cfg.packs:
+        if p.ablation not in ("full", "baseline", "none"):
+            raise ConfigError(f"[packs.{p.name}] ablation must be full, baseline or none")
     if cfg.data.source not in ("corpora", "manifest", "pickle"):
         raise ConfigError(
             f"[data] source must be corpora, manifest or pickle, got {cfg.data.source!r}"

@@ -187,7 +187,10 @@ def fit(
         order = rng.permutation(len(train))
         types = drop_modalities(train.available, cfg.missing_rate, rng)
         losses = []
-        for start in range(0, len(order), cfg.batch_size):
+        steps = tqdm(
+            range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False
+        )
+        for start in steps:
             idx = np.sort(order[start : start + cfg.batch_size])
             xs = [torch.from_numpy(a[idx]).to(device) for a in train.x]
             y = torch.from_numpy(train.y[idx]).to(device)
@@ -199,6 +202,8 @@ def fit(
             opt.step()
             sched.step()
             losses.append(loss.item())
+            if len(losses) % 20 == 0:
+                steps.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         val = score(task, valid.y, predict(model, valid, valid_types, cfg.eval_batch_size), labels)
         value = sign * val[metric]
         best.history.append({"epoch": epoch, "loss": float(np.mean(losses)), metric: val[metric]})

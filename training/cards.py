@@ -1,0 +1,84 @@
+"""Pack metrics for the manifest, and the model card written beside each pack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.manifest import PackManifest
+from training.report import HEADLINE
+
+KEEP = ("n", "accuracy", "weighted_f1", "macro_f1", "mae", "corr", "acc2_non0", "acc7")
+
+
+def summary_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's `metrics`: test split, per missing type, plus the no-prompt baseline."""
+
+    def slim(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items() if k in KEEP}
+
+    out: dict[str, Any] = {
+        "split": result["split"],
+        "data": result["data"],
+        "seed": result["seed"],
+        "per_type": {t: slim(m) for t, m in result["per_type"].items()},
+    }
+    if "ablation" in result:
+        out["no_prompts_per_type"] = {
+            t: slim(m) for t, m in result["ablation"]["no_prompts"].items()
+        }
+    return out
+
+
+def model_card(
+    manifest: PackManifest,
+    result: dict[str, Any],
+    seconds: float,
+    counts: dict[str, int],
+    machine: str,
+) -> str:
+    m1, m2 = HEADLINE[result["task"]]
+    trained = ", ".join(m.value for m in manifest.modalities)
+    never = [m for m in ("text", "audio", "video") if m not in trained]
+    lines = [
+        f"# Model card: {manifest.name} {manifest.version}",
+        "",
+        f"- Task: {manifest.task.value}"
+        + (f", labels: {', '.join(manifest.labels)}" if manifest.labels else ""),
+        f"- Trained modalities: {trained}. Never trained on: {', '.join(never) or 'none'}; "
+        "the service treats such a modality as absent for this pack and says so.",
+        f"- Backbone sha256: `{manifest.backbone_sha256}`",
+        f"- Feature spec sha256: `{manifest.feature_spec_sha256}`",
+        f"- Trainable parameters: {manifest.extra.get('trainable_parameters')} "
+        f"({100 * manifest.extra.get('trainable_parameters', 0) / max(1, counts['backbone']):.1f}% "
+        f"of the frozen backbone's {counts['backbone']})",
+        f"- Training time: {seconds:.0f} s ({machine})",
+        f"- Created: {manifest.created}",
+        "",
+        "## Training data and licences",
+        "",
+    ]
+    for item in manifest.training_data:
+        lines.append(f"- {item['name']}: licence {item['licence']}; {item.get('source', '')}")
+    lines += [
+        "",
+        "A pack trained on RAVDESS inherits CC BY-NC-SA 4.0: attribution, non-commercial use "
+        "only, share-alike. MELD is for research use.",
+        "",
+        "The text+audio case is learned from label-conditioned pairs: a MELD utterance and a "
+        "RAVDESS clip with the same label form one sample (as avMNIST does). No corpus here "
+        "has both modalities of one real utterance, so text+audio figures measure pairs, not "
+        "real multimodal recordings.",
+        "",
+        f"## Test-split metrics per missing type ({result['data']}; seed {result['seed']})",
+        "",
+        f"| missing type | n | {m1} | {m2} | {m1} without prompts |",
+        "|---|---|---|---|---|",
+    ]
+    base = result.get("ablation", {}).get("no_prompts", {})
+    for t, m in result["per_type"].items():
+        b = base.get(t, {}).get(m1)
+        lines.append(
+            f"| {t} | {m['n']} | {m[m1]:.4f} | {m[m2]:.4f} | {'n/a' if b is None else f'{b:.4f}'} |"
+        )
+    lines += ["", "Full report with plots: `docs/eval/" + manifest.name + "/report.md`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Where training data comes from: the real corpora in ../shared/data (MELD text, RAVDESS
+audio, and label-conditioned text+audio pairs), a raw-media manifest, or a benchmark
+feature pickle. Each gives `{train, valid, test}` Arrays plus the label names."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.config import Task as HeadTask
+from model.missing import MODALITIES
+from training.config import DataConfig
+from training.data.cache import FeatureCache, FeatureTable
+from training.data.corpora import LABELS, MELD, RAVDESS, Task, meld_manifest, ravdess_manifest
+from training.data.manifest import Split, read_manifest
+from training.data.pairing import pair_by_label
+from training.trainer import Arrays
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    splits: dict[Split, Arrays]
+    labels: tuple[str, ...]  # empty for regression
+    head: HeadTask
+    description: str
+    training_data: list[dict[str, str]]  # name + licence, for the pack manifest
+    failures: int = 0
+    feature_spec_sha256: str | None = None  # None for pre-extracted pickles
+    modalities: tuple[str, ...] = ("text", "audio", "video")  # what the data really has
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        x = self.splits[Split.TRAIN].x
+        return (x[0].shape[2], x[1].shape[2], x[2].shape[2])
+
+    @property
+    def lengths(self) -> tuple[int, int, int]:
+        x = self.splits[Split.TRAIN].x
+        return (x[0].shape[1], x[1].shape[1], x[2].shape[1])
+
+
+def _by_split(table: FeatureTable, labels: tuple[str, ...]) -> dict[Split, Arrays]:
+    arrays = Arrays.from_table(table, labels)
+    return {s: arrays.subset(np.flatnonzero(table.splits == s.value)) for s in Split}
+
+
+def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> Dataset:
+    """MELD text + RAVDESS audio + label-conditioned pairs of the two, per split."""
+    root = Path(data.data_dir)
+    labels = LABELS[task]
+    cache = FeatureCache(Path(data.cache_dir), extractor)
+    text_table, f1 = cache.table(meld_manifest(root, task))
+    audio_table, f2 = cache.table(ravdess_manifest(root, task))
+    text, audio = _by_split(text_table, labels), _by_split(audio_table, labels)
+    splits = {}
+    for i, s in enumerate(Split):
+        per = data.pairs_per_audio_train if s is Split.TRAIN else data.pairs_per_audio_eval
+        # Fixed seed per split: the evaluation pairs are the same on every run.
+        pairs = pair_by_label(text[s], audio[s], per, np.random.default_rng(seed + 100 + i))
+        splits[s] = Arrays.concat([text[s], audio[s], pairs])
+    return Dataset(
+        splits,
+        labels,
+        HeadTask.CLASSIFICATION,
+        f"MELD text ({task.value}) + RAVDESS speech audio + label-conditioned text+audio pairs",
+        [
+            {"name": MELD.name, "licence": MELD.licence, "source": MELD.source},
+            {"name": RAVDESS.name, "licence": RAVDESS.licence, "source": RAVDESS.source},
+        ],
+        failures=len(f1) + len(f2),
+        feature_spec_sha256=cache.spec_sha256,
+        modalities=("text", "audio"),
+    )
+
+
+def manifest_dataset(data: DataConfig, extractor: Any) -> Dataset:
+    """A user's raw-media manifest with a closed label set (`[data] labels`)."""
+    if not data.labels:
+        raise ValueError("[data] labels must list the label set for a manifest source")
+    rows = read_manifest(data.manifest, data.labels)
+    cache = FeatureCache(Path(data.cache_dir), extractor)
+    table, failures = cache.table(rows)
+    for f in failures:
+        log.warning("skipped %s row %d: %s", f.id, f.row, f.error)
+    return Dataset(
+        _by_split(table, data.labels),
+        data.labels,
+        HeadTask.CLASSIFICATION,
+        f"manifest {data.manifest}",
+        [{"name": str(data.manifest), "licence": "see the data owner's terms"}],
+        failures=len(failures),
+        feature_spec_sha256=cache.spec_sha256,
+        modalities=tuple(
+            m.value for m, p in zip(MODALITIES, table.present.any(axis=0), strict=True) if p
+        ),
+    )
+
+
+def pickle_dataset(data: DataConfig) -> Dataset:
+    """A MulT/MMSA feature pickle: every modality present; float labels mean regression."""
+    from training.data.pickles import load_feature_pickle
+
+    raw = load_feature_pickle(data.pickle)
+    splits: dict[Split, Arrays] = {}
+    for s in Split:
+        p = raw[s.value]
+        x = tuple(p.arrays[m] for m in p.arrays)
+        splits[s] = Arrays(x, np.ones((len(p.labels), 3), dtype=bool), p.labels)  # type: ignore[arg-type]
+    regression = splits[Split.TRAIN].y.dtype.kind == "f"
+    labels = (
+        () if regression else tuple(str(i) for i in range(int(splits[Split.TRAIN].y.max()) + 1))
+    )
+    return Dataset(
+        splits,
+        labels,
+        HeadTask.REGRESSION if regression else HeadTask.CLASSIFICATION,
+        f"feature pickle {data.pickle}",
+        [{"name": str(data.pickle), "licence": "see the benchmark's terms"}],
+    )
