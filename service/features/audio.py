@@ -31,7 +31,7 @@ class AudioSpec:
     name: str = "librosa-frames"
     version: str = "1"
     dim: int = 67
-    length: int = 50
+    length: int = 32  # La windows; RAVDESS clips (~3.5 s) give ~110 ms per window
     sample_rate: int = TARGET_RATE
     n_fft: int = 512
     win_length: int = 400  # 25 ms

@@ -67,7 +67,7 @@ class VideoSpec:
     name: str = "video-haar-fer"
     version: str = "1"
     dim: int = VIDEO_DIM
-    length: int = 50  # Lv
+    length: int = 32  # Lv: 6.4 s at 5 fps before windows pool several frames
     fps: float = 5.0  # sampling rate, frames per second of media
     min_face_fraction: float = 0.3  # below this share of sampled frames: absent, no_face
     detector: str = "opencv-haar-frontalface-default"

@@ -30,7 +30,7 @@ def test_speech_is_present_with_full_mask(extractor: AudioFeatureExtractor) -> N
     assert r.modality is Modality.AUDIO
     assert r.present
     assert r.reason is None
-    assert r.features.shape == (SPEC.length, SPEC.dim) == (50, 67)
+    assert r.features.shape == (SPEC.length, SPEC.dim) == (32, 67)
     assert r.features.dtype == np.float32
     assert r.mask.all()
     assert np.isfinite(r.features).all()
@@ -103,7 +103,7 @@ def test_unusable_audio_is_absent_with_reason(
     r = extractor.extract(encode(signal, "WAV", subtype="FLOAT"))
     assert not r.present
     assert r.reason == reason.value
-    assert r.features.shape == (50, 67)
+    assert r.features.shape == (32, 67)
     assert not r.features.any()
     assert not r.mask.any()
     assert r.details["duration_s"] == pytest.approx(len(signal) / SR, abs=1e-3)
@@ -113,11 +113,11 @@ def test_short_clip_is_left_padded(extractor: AudioFeatureExtractor) -> None:
     r = extractor.extract(encode(tone(0.3, f0=200.0), "WAV"))
     assert r.present
     n = r.details["frames"]
-    assert 25 <= n < 50
-    assert not r.mask[: 50 - n].any()
-    assert r.mask[50 - n :].all()
-    assert not r.features[: 50 - n].any()
-    assert np.abs(r.features[50 - n :]).sum(axis=1).min() > 0
+    assert 25 <= n < SPEC.length == 32
+    assert not r.mask[: SPEC.length - n].any()
+    assert r.mask[SPEC.length - n :].all()
+    assert not r.features[: SPEC.length - n].any()
+    assert np.abs(r.features[SPEC.length - n :]).sum(axis=1).min() > 0
 
 
 def test_video_audio_track_and_missing_track(extractor: AudioFeatureExtractor) -> None:

@@ -36,7 +36,7 @@ def test_text_and_audio_summary(
     assert code == 0
     assert out["text"] == {"present": True, "shape": [12, 8], "tokens": 6}
     assert out["audio"]["present"] is True
-    assert out["audio"]["shape"] == [50, 67]
+    assert out["audio"]["shape"] == [32, 67]
     assert out["audio"]["duration_s"] == pytest.approx(2.0, abs=0.01)
     assert out["audio"]["source"] == "audio"
     assert out["video"]["present"] is False

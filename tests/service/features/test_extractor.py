@@ -57,7 +57,7 @@ def test_text_and_audio(no_video: FeatureExtractor) -> None:
     batch = no_video.extract(text="i am so happy", audio=WAV)
     assert batch.present.tolist() == [[True, True, False]]
     assert batch.text.shape == (1, 12, 8)
-    assert batch.audio.shape == (1, 50, 67)
+    assert batch.audio.shape == (1, 32, 67)
     assert batch.masks[Modality.TEXT].shape == (1, 12)
     assert batch.masks[Modality.AUDIO].all()
     assert batch.missing_types().tolist() == [MissingType.NO_VIDEO]

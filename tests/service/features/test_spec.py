@@ -56,7 +56,7 @@ def test_text_weights_are_part_of_the_spec(text_spec: TextSpec) -> None:
 def test_shapes_per_modality(text_spec: TextSpec) -> None:
     spec = FeatureSpec(text_spec, AudioSpec(), None)
     assert spec.shape(Modality.TEXT) == (12, 8)
-    assert spec.shape(Modality.AUDIO) == (50, 67)
+    assert spec.shape(Modality.AUDIO) == (32, 67)
     assert spec.shape(Modality.VIDEO) == (0, 0)
     assert spec.to_dict()["video"] is None
 

@@ -30,9 +30,9 @@ def _pooled(enc: TextEncoder, texts: list[str]) -> np.ndarray:
 
 
 def test_minilm_shapes_and_spec(minilm: TextEncoder) -> None:
-    assert (minilm.spec.name, minilm.spec.dim, minilm.spec.length) == ("all-MiniLM-L6-v2", 384, 50)
+    assert (minilm.spec.name, minilm.spec.dim, minilm.spec.length) == ("all-MiniLM-L6-v2", 384, 32)
     r = minilm.encode("I can't believe you did that!")
-    assert r.features.shape == (50, 384)
+    assert r.features.shape == (32, 384)
     assert (
         r.details["tokens"] == int(r.mask.sum()) == 11
     )  # [CLS] i can ' t believe you did that ! [SEP]
@@ -86,4 +86,4 @@ def test_every_meld_utterance_encodes(minilm: TextEncoder) -> None:
             tokens[i] = r.details.get("tokens", 0)
     assert present.all()  # MELD has no empty utterance
     assert tokens.min() >= 3  # [CLS] + at least one piece + [SEP]
-    assert tokens.max() == 50  # the longest ones are truncated to Lt
+    assert tokens.max() == 32  # the longest ones are truncated to Lt

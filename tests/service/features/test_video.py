@@ -79,12 +79,12 @@ def test_astronaut_video_is_present_and_happy(extractor, face_mp4: Path) -> None
     assert r.modality is Modality.VIDEO
     assert r.present
     assert r.reason is None
-    assert r.features.shape == (50, VIDEO_DIM)
+    assert r.features.shape == (32, VIDEO_DIM)
     assert r.features.dtype == np.float32
     assert r.mask.dtype == bool
     # 3 s sampled at 5 fps: 15 steps, left-padded.
-    assert r.mask.tolist() == [False] * 35 + [True] * 15
-    assert not r.features[:35].any()
+    assert r.mask.tolist() == [False] * 17 + [True] * 15
+    assert not r.features[:17].any()
     assert r.details["frames"] == 15
     assert r.details["faces"] == 15
     assert r.details["duration_s"] == pytest.approx(3.0)
@@ -122,7 +122,7 @@ def test_camera_video_has_no_face(extractor, tmp_path: Path) -> None:
     r = extractor.extract(write_pan(tmp_path / "camera.webm", camera, frames=50, fourcc="VP80"))
     assert not r.present
     assert r.reason == VideoReason.NO_FACE.value == "no_face"
-    assert r.features.shape == (50, VIDEO_DIM)
+    assert r.features.shape == (32, VIDEO_DIM)
     assert not r.features.any()
     assert not r.mask.any()
     assert (r.details["frames"], r.details["faces"]) == (10, 0)
@@ -144,8 +144,8 @@ def test_face_fraction_threshold_comes_from_the_spec(
     assert ok.present
     # Windows of blank frames are real time steps with no face: flag 0, features 0.
     assert ok.mask.sum() == 20
-    np.testing.assert_array_equal(ok.features[30:, FOUND], [0.0] * 12 + [1.0] * 8)
-    assert not ok.features[30:42].any()
+    np.testing.assert_array_equal(ok.features[12:, FOUND], [0.0] * 12 + [1.0] * 8)
+    assert not ok.features[12:24].any()
     assert not absent.present
     assert absent.reason == "no_face"
     assert "8 of 20 sampled frames; at least 50%" in absent.details["message"]
@@ -215,7 +215,7 @@ def test_spec_is_serialisable_and_guards_its_dim() -> None:
     spec = VideoSpec()
     d = spec.to_dict()
     assert d["dim"] == VIDEO_DIM == len(d["features"]) == 17
-    assert (d["length"], d["fps"], d["min_face_fraction"]) == (50, 5.0, 0.3)
+    assert (d["length"], d["fps"], d["min_face_fraction"]) == (32, 5.0, 0.3)
     assert d["features"][-1] == "face_found"
     with pytest.raises(ValueError, match="fixed by the descriptor"):
         VideoSpec(dim=16)
