@@ -82,7 +82,8 @@ def test_runtime_cuda_major_matches_the_onnxruntime_wheel(
         dist = metadata.distribution("onnxruntime-gpu")
     except metadata.PackageNotFoundError:
         pytest.skip("onnxruntime-gpu is not installed here (non-x86_64 machine)")
-    assert dist.version == pinned, (
+    # Same minor release (a patch release keeps its CUDA major); pyproject caps below 1.32.
+    assert dist.version.split(".")[:2] == pinned.split(".")[:2], (
         f"the image pins onnxruntime-gpu {pinned} but the tests ran on {dist.version}: "
         "update ORT_VERSION in the Dockerfile and check the CUDA major below"
     )
