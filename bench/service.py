@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -194,6 +195,11 @@ class Server:
                 with urllib.request.urlopen(f"{self.base}/readyz", timeout=5) as r:
                     body: dict[str, Any] = json.loads(r.read())
                     return body
+            except urllib.error.HTTPError as exc:  # 503: loading, or failed with a reason
+                reason = str(json.loads(exc.read()).get("reason"))
+                if reason.startswith("start-up failed"):
+                    raise RuntimeError(reason) from exc
+                time.sleep(0.3)
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError("server not ready in time")

@@ -59,6 +59,7 @@ class DynamicBatcher(Generic[G, P, R]):
         max_batch: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
+        nothing_else_coming: Callable[[], bool] | None = None,
         name: str = "batch",
     ) -> None:
         if max_batch < 1:
@@ -67,6 +68,9 @@ class DynamicBatcher(Generic[G, P, R]):
         self._max_batch = max_batch
         self._max_wait_s = max(0.0, max_wait_s)
         self._on_batch = on_batch
+        # When the caller knows no other request can join (all admitted requests are
+        # already queued here), waiting out max_wait only adds latency.
+        self._nothing_else_coming = nothing_else_coming
         self._groups: dict[G, list[_Item[G, P, R]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,7 +137,9 @@ class DynamicBatcher(Generic[G, P, R]):
             deadline = items[0].enqueued + self._max_wait_s
             while len(items) < self._max_batch and not self._closing:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0:
+                if remaining <= 0 or (
+                    self._nothing_else_coming is not None and self._nothing_else_coming()
+                ):
                     break
                 self._wake.clear()
                 try:

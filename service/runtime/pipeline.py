@@ -147,6 +147,7 @@ class InferencePipeline:
             max_batch=max_batch,
             max_wait_s=max_wait_s,
             on_batch=metrics.batch_size.observe,
+            nothing_else_coming=lambda: self._before_ort == 0,
             name="ort",
         )
         # Text-only requests share one text-encoder call: MiniLM per utterance is about
@@ -155,6 +156,7 @@ class InferencePipeline:
             self._extract_texts, max_batch=max_batch, max_wait_s=max_wait_s, name="text"
         )
         self.in_flight = 0
+        self._before_ort = 0  # admitted requests not yet queued for the backbone
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -193,6 +195,7 @@ class InferencePipeline:
                 f"{self.max_queue}); retry after the Retry-After delay"
             )
         self.in_flight += 1
+        self._before_ort += 1
         self._idle.clear()
         self.metrics.queue_depth.set(self.in_flight)
 
@@ -263,26 +266,33 @@ class InferencePipeline:
     async def _predict_admitted(
         self, req: PredictRequest, pack: LoadedPack, start: float
     ) -> Prediction:
-        timings: dict[str, float] = {}
-        args = self._extract_args(req, pack)
-        t = time.perf_counter()
-        fb: FeatureBatch | None = None
-        if list(args) == ["text"]:
-            fb = (await self.text_batcher.submit(_TextGroup.TEXT, args["text"])).output
-        elif args:
-            loop = asyncio.get_running_loop()
-            fb = await loop.run_in_executor(
-                self._extract_pool, partial(self.extractor.extract, **args)
-            )
-        timings[Stage.EXTRACT.value] = (time.perf_counter() - t) * 1e3
-        if fb is not None:
-            for key, ms in fb.timings_ms[0].items():
-                timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
-        sample, outcomes = self._apply_pack(req, pack, fb)
-        for m, o in outcomes.items():
-            if not o.present and o.reason is not None:
-                self.metrics.modality_dropped.labels(modality=m.value, reason=o.reason).inc()
-        result = await self.batcher.submit(pack, sample)
+        queued_for_ort = False
+        try:
+            timings: dict[str, float] = {}
+            args = self._extract_args(req, pack)
+            t = time.perf_counter()
+            fb: FeatureBatch | None = None
+            if list(args) == ["text"]:
+                fb = (await self.text_batcher.submit(_TextGroup.TEXT, args["text"])).output
+            elif args:
+                loop = asyncio.get_running_loop()
+                fb = await loop.run_in_executor(
+                    self._extract_pool, partial(self.extractor.extract, **args)
+                )
+            timings[Stage.EXTRACT.value] = (time.perf_counter() - t) * 1e3
+            if fb is not None:
+                for key, ms in fb.timings_ms[0].items():
+                    timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
+            sample, outcomes = self._apply_pack(req, pack, fb)
+            for m, o in outcomes.items():
+                if not o.present and o.reason is not None:
+                    self.metrics.modality_dropped.labels(modality=m.value, reason=o.reason).inc()
+            self._before_ort -= 1
+            queued_for_ort = True
+            result = await self.batcher.submit(pack, sample)
+        finally:
+            if not queued_for_ort:
+                self._before_ort -= 1
         timings[Stage.QUEUE.value] = result.queue_ms
         timings[Stage.INFER.value] = result.infer_ms
         timings[Stage.TOTAL.value] = (time.perf_counter() - start) * 1e3

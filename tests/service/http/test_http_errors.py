@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -288,7 +289,9 @@ def test_server_fault_is_500_and_the_next_request_works(client: TestClient) -> N
     still_serves(client)
 
 
-def test_queue_full_is_503_with_retry_after(client: TestClient, gated: GatedExtractor) -> None:
+def test_queue_full_is_503_with_retry_after(
+    client: TestClient, gated: GatedExtractor, app: Any
+) -> None:
     gated.gate.clear()
     results: list[Any] = []
 
@@ -298,7 +301,10 @@ def test_queue_full_is_503_with_retry_after(client: TestClient, gated: GatedExtr
     threads = [threading.Thread(target=send) for _ in range(2)]  # MPLMM_MAX_QUEUE=2
     for t in threads:
         t.start()
-    gated.wait_entered(2)
+    deadline = time.monotonic() + 30
+    while app.runtime.pipeline.in_flight < 2:  # both admitted, held in extraction
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     r = client.post("/predict", json={"text": "one too many"})
     gated.gate.set()
     for t in threads:

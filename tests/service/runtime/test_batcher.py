@@ -135,3 +135,25 @@ def test_closed_batcher_refuses_new_rows() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         DynamicBatcher(Recorder(), max_batch=0, max_wait_s=0)
+
+
+def test_nothing_else_coming_skips_the_wait() -> None:
+    rec = Recorder()
+    coming = [True]
+
+    async def main() -> tuple[int, int]:
+        b: DynamicBatcher[str, int, int] = DynamicBatcher(
+            rec, max_batch=8, max_wait_s=30.0, nothing_else_coming=lambda: not coming[0]
+        )
+        b.start()
+        first = asyncio.ensure_future(b.submit("g", 1))
+        await asyncio.sleep(0.05)
+        assert not first.done()  # still waiting: more requests may join
+        coming[0] = False
+        second = await asyncio.wait_for(b.submit("g", 2), 5)  # wakes the loop: no more wait
+        result = (await first).batch_size, second.batch_size
+        await b.close(1.0)
+        return result
+
+    assert run(main()) == (2, 2)
+    assert rec.calls == [("g", [1, 2])]
