@@ -7,10 +7,10 @@ same way. Only an exception outside both hierarchies is a server fault (500).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     VALIDATION_ERROR = "validation_error"
     NO_USABLE_MODALITY = "no_usable_modality"

@@ -3,12 +3,12 @@ the tests, never share or clash)."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Stages of one /predict request, as reported in `timings_ms` and the histogram."""
 
     DECODE = "decode"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ ENV_PREFIX = "MPLMM_"
 _EXPLICIT_ONLY: ContextVar[bool] = ContextVar("mplmm_settings_explicit_only", default=False)
 
 
-class ExecutionProvider(str, Enum):
+class ExecutionProvider(StrEnum):
     """Which onnxruntime execution provider to ask for."""
 
     AUTO = "auto"  # CUDA when the session really gets it, else CPU
@@ -38,12 +38,12 @@ class ExecutionProvider(str, Enum):
     CPU = "cpu"
 
 
-class LogFormat(str, Enum):
+class LogFormat(StrEnum):
     JSON = "json"
     TEXT = "text"
 
 
-class LogLevel(str, Enum):
+class LogLevel(StrEnum):
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARNING = "WARNING"

@@ -50,10 +50,12 @@ def test_current_is_the_pointer_else_the_highest_version(tmp_path: Path) -> None
     write(tmp_path, "sentiment", "1.10.0")
     (tmp_path / "sentiment" / ".tmp-2.0.0-abc").mkdir()  # an upload in progress: ignored
     loc = pd.current("sentiment")
-    assert loc is not None and loc.version == "1.10.0"
+    assert loc is not None
+    assert loc.version == "1.10.0"
     pd.set_current("sentiment", "1.9.0")
     loc = pd.current("sentiment")
-    assert loc is not None and loc.version == "1.9.0"
+    assert loc is not None
+    assert loc.version == "1.9.0"
     assert loc.path == tmp_path / "sentiment" / "1.9.0"
     assert pd.current("missing") is None
     assert pd.versions("sentiment") == ["1.9.0", "1.10.0"]
@@ -64,7 +66,8 @@ def test_a_pointer_to_a_missing_version_falls_back(tmp_path: Path) -> None:
     write(tmp_path, "emotion", "1")
     (tmp_path / "emotion" / "CURRENT").write_text("7\n")
     loc = pd.current("emotion")
-    assert loc is not None and loc.version == "1"
+    assert loc is not None
+    assert loc.version == "1"
 
 
 def test_stage_commit_and_conflict(tmp_path: Path) -> None:
