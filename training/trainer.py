@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads on the CPU; 0 = torch's default
     eval_batch_size: int = 256
+    epoch_samples: int = 0  # > 0: each epoch trains on a fresh random subset of this size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,7 +163,8 @@ def fit(
     model.to(device)
     state = state or model.state_dict
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    per_epoch = min(len(train), cfg.epoch_samples) if cfg.epoch_samples > 0 else len(train)
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
 
@@ -184,7 +186,7 @@ def fit(
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        order = rng.permutation(len(train))
+        order = rng.permutation(len(train))[:per_epoch]
         types = drop_modalities(train.available, cfg.missing_rate, rng)
         losses = []
         steps = tqdm(

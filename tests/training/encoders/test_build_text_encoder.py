@@ -28,7 +28,7 @@ def test_export_writes_model_tokenizer_and_spec(built: tuple[Path, dict]) -> Non
     out, record = built
     spec = TextSpec.from_dict(record["spec"])
     assert (spec.name, spec.dim, spec.length, spec.tokenizer.value) == (
-        "all-MiniLM-L6-v2", 384, 50, "tokenizers",
+        "all-MiniLM-L6-v2", 384, 32, "tokenizers",
     )  # fmt: skip
     assert spec.model_sha256 == sha256_file(out / "text.onnx")
     assert spec.tokenizer_sha256 == sha256_file(out / "text_tokenizer.json")
