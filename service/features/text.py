@@ -7,7 +7,6 @@ JSON or a sentencepiece model), the sequence length and the sha256 of both files
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
+from model.manifest import sha256_file
 from model.missing import Modality
 from service.features.errors import MediaTooLargeError
 from service.features.types import AbsentReason, Limits, ModalityResult
@@ -69,14 +69,6 @@ class TextSpec:
                 f"{encoders_dir}`"
             )
         return cls.from_dict(json.loads(path.read_text())["spec"])
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Tokenize(Protocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ VIDEO_DIM = len(VIDEO_FEATURES)
 MIN_DECODED_FRACTION = 0.8
 
 
-class VideoReason(str, Enum):
+class VideoReason(StrEnum):
     NO_FACE = "no_face"
 
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ FIELD = "video"
 MAX_FPS = 1_000.0  # above this a header's frame rate is garbage
 
 
-class Container(str, Enum):
+class Container(StrEnum):
     MP4 = "mp4"
     MOV = "mov"
     WEBM = "webm"

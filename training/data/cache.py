@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from model.manifest import sha256_file
 from model.missing import MODALITIES, Modality
 from service.features.errors import MediaError
 from service.features.extractor import Sample
@@ -59,20 +60,12 @@ class FeatureTable:
         )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sample_key(row: ManifestRow) -> str:
     """Content hash of one sample's inputs (not of its id or label)."""
     h = hashlib.sha256()
     h.update(b"text\0" + (row.text or "").encode("utf-8") + b"\0")
     for name, path in (("audio", row.audio), ("video", row.video)):
-        h.update(f"{name}\0{_sha256_file(path) if path else ''}\0".encode())
+        h.update(f"{name}\0{sha256_file(path) if path else ''}\0".encode())
     return h.hexdigest()
 
 

