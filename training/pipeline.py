@@ -103,6 +103,19 @@ def evaluate_model(model: MPLMM, ds: Dataset, seed: int) -> dict[str, Any]:
     return evaluate(run, ds.splits[Split.TEST], ds.head, ds.labels, seed)
 
 
+def pack_result(name: str, model: MPLMM, ds: Dataset, seed: int) -> dict[str, Any]:
+    """The evaluation record of one pack: what `write_report` and the model card read."""
+    return {
+        "pack": name,
+        "task": ds.head.value,
+        "labels": list(ds.labels),
+        "data": ds.description,
+        "split": "test",
+        "seed": seed,
+        **evaluate_model(model, ds, seed),
+    }
+
+
 def ablations(
     run: RunConfig,
     backbone: MulTBackbone,

@@ -25,7 +25,7 @@ from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
 from training.cards import model_card, summary_metrics
 from training.config import PackConfig, RunConfig
-from training.pipeline import ablations, evaluate_model, pretrain, tune
+from training.pipeline import ablations, pack_result, pretrain, tune
 from training.report import write_report
 from training.sources import Dataset
 
@@ -87,16 +87,8 @@ def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
     t0 = time.perf_counter()
     model, fit_result = tune(run, backbone, stage1, ds, desc=f"tune {pack.name}")
     seconds = time.perf_counter() - t0
-    result = {
-        "pack": pack.name,
-        "task": ds.head.value,
-        "labels": list(ds.labels),
-        "data": ds.description,
-        "split": "test",
-        "seed": run.seed,
-        **evaluate_model(model, ds, run.seed),
-        "fit": {"best_epoch": fit_result.best_epoch, fit_result.metric: fit_result.best_score},
-    }
+    result = pack_result(pack.name, model, ds, run.seed)
+    result["fit"] = {"best_epoch": fit_result.best_epoch, fit_result.metric: fit_result.best_score}
     if pack.ablation != "none":
         result["ablation"] = ablations(run, backbone, stage1, ds, model, pack.ablation)
     write_report(result, Path(run.eval_out) / pack.name)

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from model.io import load_model
-    from training.pipeline import evaluate_model
+    from training.pipeline import pack_result
     from training.report import write_report
 
     cfg = run_config(args)
@@ -35,15 +35,7 @@ def run(args: argparse.Namespace) -> int:
     pack_dir = Path(cfg.out) / "packs" / pack.name / (args.version or pack.version)
     model = load_model(cfg.out, pack_dir)
     ds = dataset_for(cfg, pack.task, extractor_for(cfg))
-    result = {
-        "pack": pack.name,
-        "task": ds.head.value,
-        "labels": list(ds.labels),
-        "data": ds.description,
-        "split": "test",
-        "seed": cfg.seed,
-        **evaluate_model(model, ds, cfg.seed),
-    }
+    result = pack_result(pack.name, model, ds, cfg.seed)
     paths = write_report(result, args.out or Path(cfg.eval_out) / pack.name)
     sys.stdout.write(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) + "\n")
     return 0
