@@ -53,7 +53,7 @@ def plot_per_type(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(np.arange(len(types)) + 0.4 - width / 2, types, rotation=20)
     ax.set_ylabel(m1)
     ax.set_title(f"{result['pack']}: {m1} per missing type (test split)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     _save_fig(fig, path)
 
 

@@ -1,0 +1,96 @@
+"""The committed default bundle: intact, consistent, and served by the real app."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.manifest import BackboneInfo, check_pack_fits, read_pack, sha256_file
+from service.http.app import create_app
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundle"
+PACKS = {"sentiment": 3, "emotion": 7}
+
+sys.path.insert(0, str(REPO / "tests" / "service"))
+from service_helpers import face_mp4, speech_wav, wait_ready  # noqa: E402
+
+
+def _pack_dirs() -> dict[str, Path]:
+    out = {}
+    for name in PACKS:
+        versions = sorted((BUNDLE / "packs" / name).iterdir())
+        assert versions, f"no version of pack {name}"
+        out[name] = versions[-1]
+    return out
+
+
+def test_backbone_files_match_backbone_json() -> None:
+    info = BackboneInfo.load(BUNDLE / "backbone.json")
+    assert sha256_file(BUNDLE / "backbone.safetensors") == info.backbone_sha256
+    assert info.onnx is not None
+    assert sha256_file(BUNDLE / "backbone.onnx") == info.onnx["sha256"]
+
+
+def test_every_default_pack_fits_and_documents_itself() -> None:
+    info = BackboneInfo.load(BUNDLE / "backbone.json")
+    for name, pack_dir in _pack_dirs().items():
+        manifest, arrays = read_pack(pack_dir)
+        check_pack_fits(info, manifest, arrays)
+        assert len(manifest.labels or ()) == PACKS[name]
+        assert [m.value for m in manifest.modalities] == ["text", "audio"]
+        assert manifest.metrics["split"] == "test"
+        assert {"TEXT_ONLY", "AUDIO_ONLY", "NO_VIDEO"} <= set(manifest.metrics["per_type"])
+        licences = " ".join(d["licence"] for d in manifest.training_data)
+        assert "CC BY-NC-SA 4.0" in licences
+        card = (pack_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+        assert "Never trained on: video" in card
+        assert "label-conditioned pairs" in card
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    if not (BUNDLE / "encoders" / "text.onnx").is_file():
+        pytest.fail("encoders not built: run `mplmm build-encoders` (scripts/test.sh does)")
+    packs = tmp_path_factory.mktemp("packs") / "packs"
+    shutil.copytree(BUNDLE / "packs", packs)
+    settings = Settings.from_env(
+        {"MPLMM_BUNDLE_DIR": str(BUNDLE), "MPLMM_PACKS_DIR": str(packs),
+         "MPLMM_PACK_WATCH_INTERVAL_S": "0", "MPLMM_LOG_FORMAT": "text"}
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        body = wait_ready(c)
+        assert body["ready"] is True, body
+        assert body["execution_provider"] == "CPUExecutionProvider"  # no GPU in CI
+        yield c
+
+
+def test_the_default_bundle_serves_each_pack(client: TestClient, tmp_path: Path) -> None:
+    packs = client.get("/packs").json()
+    assert {p["name"] for p in packs["packs"]} == set(PACKS)
+    assert packs["default_pack"] == "sentiment"
+
+    r = client.post("/predict", data={"text": "I absolutely loved it, best day ever!"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["pack"]["name"] == "sentiment"
+    assert body["label"] in ("negative", "neutral", "positive")
+    assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["missing_type"]["name"] == "TEXT_ONLY"
+
+    files = {"audio": ("a.wav", speech_wav(2.0), "audio/wav"),
+             "video": ("v.mp4", face_mp4(tmp_path), "video/mp4")}  # fmt: skip
+    r = client.post("/predict", data={"text": "What?!", "pack": "emotion"}, files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] in body["scores"]
+    assert len(body["scores"]) == 7
+    assert body["missing_type"]["name"] == "NO_VIDEO"
+    assert body["modalities"]["video"] == {
+        "present": False, "reason": "not_trained_for_pack", "details": {},
+    }  # fmt: skip
