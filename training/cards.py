@@ -35,6 +35,7 @@ def model_card(
     seconds: float,
     counts: dict[str, int],
     machine: str,
+    notes: tuple[str, ...] = (),
 ) -> str:
     m1, m2 = HEADLINE[result["task"]]
     trained = ", ".join(m.value for m in manifest.modalities)
@@ -59,15 +60,9 @@ def model_card(
     ]
     for item in manifest.training_data:
         lines.append(f"- {item['name']}: licence {item['licence']}; {item.get('source', '')}")
+    for note in notes:
+        lines += ["", note]
     lines += [
-        "",
-        "A pack trained on RAVDESS inherits CC BY-NC-SA 4.0: attribution, non-commercial use "
-        "only, share-alike. MELD is for research use.",
-        "",
-        "The text+audio case is learned from label-conditioned pairs: a MELD utterance and a "
-        "RAVDESS clip with the same label form one sample (as avMNIST does). No corpus here "
-        "has both modalities of one real utterance, so text+audio figures measure pairs, not "
-        "real multimodal recordings.",
         "",
         f"## Test-split metrics per missing type ({result['data']}; seed {result['seed']})",
         "",

@@ -33,6 +33,7 @@ class Dataset:
     failures: int = 0
     feature_spec_sha256: str | None = None  # None for pre-extracted pickles
     modalities: tuple[str, ...] = ("text", "audio", "video")  # what the data really has
+    card_notes: tuple[str, ...] = ()  # paragraphs the model card must carry
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -76,6 +77,14 @@ def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> 
         failures=len(f1) + len(f2),
         feature_spec_sha256=cache.spec_sha256,
         modalities=("text", "audio"),
+        card_notes=(
+            "A pack trained on RAVDESS inherits CC BY-NC-SA 4.0: attribution, "
+            "non-commercial use only, share-alike. MELD is for research use.",
+            "The text+audio case is learned from label-conditioned pairs: a MELD utterance "
+            "and a RAVDESS clip with the same label form one sample (as avMNIST does). No "
+            "corpus here has both modalities of one real utterance, so text+audio figures "
+            "measure pairs, not real multimodal recordings.",
+        ),
     )
 
 

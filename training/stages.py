@@ -114,7 +114,7 @@ def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
             "onnx_max_abs_diff": max(parity.values()),
         },
     )
-    card = model_card(manifest, result, seconds, counts, machine())
+    card = model_card(manifest, result, seconds, counts, machine(), ds.card_notes)
     (pack_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return {"pack": pack.name, "version": pack.version, "dir": str(pack_dir),
             "seconds": round(seconds, 1), "metrics": manifest.metrics}  # fmt: skip

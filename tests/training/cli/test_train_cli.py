@@ -91,6 +91,7 @@ def test_pretrain_tune_eval_export(workdir: Path, capsys: pytest.CaptureFixture[
     assert tuned["metrics"] == manifest.metrics
     card = (pack_dir / "MODEL_CARD.md").read_text()
     assert "Never trained on: video" in card
+    assert "label-conditioned" not in card  # the pairing note belongs to the corpora only
     report = json.loads((workdir / "eval" / "toy" / "eval.json").read_text())
     assert set(report["ablation"]) == {
         "no_prompts", "no_generative", "no_missing_signal", "no_missing_type", "full",
