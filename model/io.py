@@ -185,8 +185,14 @@ def load_model(
 
 
 def pack_from_model(source: MPLMM, target: MPLMM) -> None:
-    """Stage 1 -> 2: copy a pretrained model's projections and head into `target.pack`."""
-    keep = ("proj_t.", "proj_a.", "proj_v.", "proj1.", "proj2.", "out_layer.")
+    """Stage 1 -> 2: copy a pretrained model's projections into `target.pack`, and its
+    head too when both heads have the same task and size (a new label set starts fresh)."""
+    keep: tuple[str, ...] = ("proj_t.", "proj_a.", "proj_v.")
+    if (source.config.task, source.config.output_dim) == (
+        target.config.task,
+        target.config.output_dim,
+    ):
+        keep += ("proj1.", "proj2.", "out_layer.")
     state = {k: v for k, v in source.pack.state_dict().items() if k.startswith(keep)}
     missing = target.pack.load_state_dict(state, strict=False)
     if missing.unexpected_keys:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from model.config import ModelConfig
+from model.io import pack_from_model
 from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
 from training.config import RunConfig
@@ -33,8 +34,6 @@ VARIANTS: dict[str, PromptKind] = {
     "no_missing_type": PromptKind.ALL & ~PromptKind.MISSING_TYPE,
     "full": PromptKind.ALL,
 }
-HEAD_KEYS = ("proj1.", "proj2.", "out_layer.")
-PROJ_KEYS = ("proj_t.", "proj_a.", "proj_v.")
 
 
 def model_config(run: RunConfig, ds: Dataset) -> ModelConfig:
@@ -65,12 +64,7 @@ def init_pack(backbone: MulTBackbone, pretrained: MPLMM, ds: Dataset, prompts: P
     the label set has the pretraining head's size) start from the pretrained ones."""
     config = replace(backbone.config, task=ds.head, output_dim=max(1, len(ds.labels)))
     model = MPLMM(config, prompts, backbone=backbone)
-    same_head = (
-        config.output_dim == pretrained.config.output_dim and config.task == pretrained.config.task
-    )
-    keep = PROJ_KEYS + (HEAD_KEYS if same_head else ())
-    state = {k: v for k, v in pretrained.pack.state_dict().items() if k.startswith(keep)}
-    model.pack.load_state_dict(state, strict=False)
+    pack_from_model(pretrained, model)
     model.freeze_backbone()
     return model
 

@@ -186,3 +186,18 @@ def test_stage1_projections_and_head_seed_a_pack(config) -> None:
     assert len(copied) == 9
     assert all(torch.equal(src[k], dst[k]) for k in copied)
     assert not torch.equal(src["type_prompt"], dst["type_prompt"])
+
+
+def test_a_new_label_set_keeps_the_projections_and_starts_a_fresh_head(config) -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    pretrained = MPLMM(config, prompts=PromptKind.NONE)
+    wider = replace(config, output_dim=config.output_dim + 3)
+    tuned = MPLMM(wider, backbone=pretrained.backbone)
+    head_before = tuned.pack.out_layer.weight.detach().clone()
+    pack_from_model(pretrained, tuned)
+    src, dst = pretrained.pack.state_dict(), tuned.pack.state_dict()
+    assert all(torch.equal(src[k], dst[k]) for k in src if k.startswith("proj_"))
+    assert torch.equal(tuned.pack.out_layer.weight, head_before)
+    assert not torch.equal(src["proj1.weight"], dst["proj1.weight"])
