@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import tiny_config
 
 from model.config import ModelConfig
 from model.mult import MPLMM
-
-
-def tiny_config(**overrides) -> ModelConfig:
-    """d=8, 2 heads, 1-2 layers, lengths ~6: the whole model in a few thousand weights."""
-    base = dict(
-        dims=(7, 5, 4),
-        lengths=(6, 5, 6),
-        d=8,
-        heads=2,
-        layers=1,
-        self_layers=2,
-        prompt_length=3,
-        output_dim=2,
-    )
-    base.update(overrides)
-    return ModelConfig(**base)
-
-
-def make_inputs(config: ModelConfig, batch: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    shapes = zip(config.lengths, config.dims, strict=True)
-    return [torch.randn(batch, n, dim, generator=g) for n, dim in shapes]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from model.prompts import PromptKind, PromptPack
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from conftest import tiny_config
+    from model_helpers import tiny_config
 
     torch.manual_seed(0)
     model = MPLMM(tiny_config()).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_inputs, tiny_config
+from model_helpers import make_inputs, tiny_config
 from mplmm_reference import reference_forward
 
 from model.missing import PRESENCE_TABLE, MissingType

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_inputs
+from model_helpers import make_inputs
 
 from model.errors import (
     EmptyPresenceError,

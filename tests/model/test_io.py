@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import make_inputs, tiny_config
+from model_helpers import make_inputs, tiny_config
 
 from model.errors import (
     BackboneMismatchError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import make_inputs
+from model_helpers import make_inputs
 
 from model.mult import MPLMM
 
