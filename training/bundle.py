@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from model.manifest import atomic_write_json
 from service.features.extractor import FeatureExtractor
 from training.config import RunConfig
 from training.data.corpora import Task
@@ -24,5 +24,5 @@ def build_bundle(run: RunConfig) -> dict[str, Any]:
         "pretrain": pretrain_stage(run, datasets[run.pretrain_task]),
     }
     summary["packs"] = {p.name: tune_stage(run, p, datasets[p.task]) for p in run.packs}
-    (out / "bundle.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "bundle.json", summary)
     return summary

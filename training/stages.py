@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from model.config import ModelConfig
 from model.export import export_backbone_onnx, validate_onnx
 from model.io import load_backbone, save_pack
+from model.manifest import atomic_write_bytes
 from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
 from training.cards import model_card, summary_metrics
@@ -47,9 +49,8 @@ def pretrain_stage(run: RunConfig, ds: Dataset) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in pretrained.pack.state_dict().items()}
-    save_file(
-        state, str(out / STAGE1_FILE), metadata={"config": json.dumps(pretrained.config.to_dict())}
-    )
+    meta = {"config": json.dumps(pretrained.config.to_dict())}
+    atomic_write_bytes(out / STAGE1_FILE, st_save(state, metadata=meta))
     # Pack tensors are graph inputs, so any pack of the right shape exports the graph.
     exporter = MPLMM(pretrained.config, PromptKind.ALL, backbone=pretrained.backbone).eval()
     info = export_backbone_onnx(
@@ -115,6 +116,6 @@ def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
         },
     )
     card = model_card(manifest, result, seconds, counts, machine(), ds.card_notes)
-    (pack_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    atomic_write_bytes(pack_dir / "MODEL_CARD.md", card.encode("utf-8"))
     return {"pack": pack.name, "version": pack.version, "dir": str(pack_dir),
             "seconds": round(seconds, 1), "metrics": manifest.metrics}  # fmt: skip

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 from torch import nn
 from tqdm import tqdm
 
 from model.config import Task
+from model.manifest import atomic_write_bytes
 from training.data.cache import FeatureTable
 from training.metrics import classification_metrics, regression_metrics
 from training.patterns import drop_modalities
@@ -214,8 +215,8 @@ def fit(
             best.best_epoch, best.best_score = epoch, value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if checkpoint is not None:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                save_file({k: v.contiguous().cpu() for k, v in state().items()}, str(checkpoint))
+                tensors = {k: v.contiguous().cpu() for k, v in state().items()}
+                atomic_write_bytes(checkpoint, st_save(tensors))  # never a half-written file
         elif epoch - best.best_epoch >= cfg.patience:
             log.info("%s: early stop at epoch %d (best %d)", desc, epoch, best.best_epoch)
             break

@@ -201,3 +201,11 @@ def test_a_new_label_set_keeps_the_projections_and_starts_a_fresh_head(config) -
     assert all(torch.equal(src[k], dst[k]) for k in src if k.startswith("proj_"))
     assert torch.equal(tuned.pack.out_layer.weight, head_before)
     assert not torch.equal(src["proj1.weight"], dst["proj1.weight"])
+
+
+def test_written_files_are_readable_by_other_users(tmp_path) -> None:
+    from model.manifest import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "x.bin", b"data")
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]  # no temp file left
