@@ -114,22 +114,6 @@ def audio_clip() -> tuple[bytes, str]:
     return buf.getvalue(), "synthetic 4 s speech-like WAV (../shared/data absent)"
 
 
-def video_clip(tmp: Path, seconds: float = 2.0, fps: float = 10.0) -> bytes:
-    import cv2
-    from skimage import data as skimage_data
-
-    image = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
-    path = tmp / "face.mp4"
-    frames = int(seconds * fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
-    for i in range(frames):
-        s = i / max(frames - 1, 1)
-        x0, y0 = int(60 + 80 * s), int(20 + 40 * s)
-        writer.write(np.ascontiguousarray(image[y0 : y0 + 240, x0 : x0 + 320]))
-    writer.release()
-    return path.read_bytes()
-
-
 def multipart(
     fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]
 ) -> tuple[bytes, str]:
@@ -343,7 +327,10 @@ def main() -> int:
         src_packs = bundle / "packs"
 
         audio, audio_source = audio_clip()
-        video = video_clip(tmp)
+        sys.path.insert(1, str(REPO / "tests" / "service"))  # the tests' face-video maker
+        from service_helpers import face_mp4
+
+        video = face_mp4(tmp, frames=20, fps=10.0)  # 2 s, astronaut pan, no audio track
 
         def kinds(port: int) -> dict[str, list[bytes]]:
             text = [

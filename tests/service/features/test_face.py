@@ -25,15 +25,6 @@ skimage_data = pytest.importorskip("skimage.data")
 ASTRONAUT_FACE = (177, 66, 95, 95)
 
 
-@pytest.fixture(scope="session")
-def encoders_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.encoders.face import build_face_encoder
-
-    out = tmp_path_factory.getbasetemp() / "face_encoders"
-    build_face_encoder(out)  # idempotent: shared with the other video test modules
-    return out
-
-
 @pytest.fixture(scope="module")
 def astronaut_gray() -> np.ndarray:
     return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)

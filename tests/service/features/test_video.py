@@ -28,15 +28,6 @@ HAPPY = VIDEO_FEATURES.index("expr_happy")
 FOUND = VIDEO_FEATURES.index("face_found")
 
 
-@pytest.fixture(scope="session")
-def encoders_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.encoders.face import build_face_encoder
-
-    out = tmp_path_factory.getbasetemp() / "face_encoders"
-    build_face_encoder(out)  # idempotent: shared with the other video test modules
-    return out
-
-
 @pytest.fixture(scope="module")
 def extractor(encoders_dir: Path) -> VideoFeatureExtractor:
     ex = VideoFeatureExtractor(VideoSpec(), encoders_dir, Limits())
