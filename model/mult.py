@@ -90,9 +90,9 @@ class MulTBackbone(nn.Module):
         last: list[torch.Tensor] = [seqs[0]] * 3
         for group in self._branch_groups:
             x = torch.stack([seqs[m] for m in group])  # (G, B, T, 2d)
-            out = run_grouped([self.branch[KEYS[m]] for m in group], x)
+            out = run_grouped([self.branch[KEYS[m]] for m in group], x, last_only=True)
             for i, m in enumerate(group):
-                last[m] = out[i, :, -1]  # (B, 2d)
+                last[m] = out[i]  # (B, 2d)
         return torch.cat(last, dim=-1)  # (B, 6d)
 
 

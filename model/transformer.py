@@ -185,32 +185,43 @@ def _norm(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def run_grouped(
-    encoders: Sequence[Encoder], x: torch.Tensor, kv: torch.Tensor | None = None
+    encoders: Sequence[Encoder],
+    x: torch.Tensor,
+    kv: torch.Tensor | None = None,
+    *,
+    last_only: bool = False,
 ) -> torch.Tensor:
     """Run G encoders of identical geometry at once; same math as `Encoder.forward`.
 
     x `(G, B, T, E)` is encoder g's query input at `x[g]`; kv `(G, B, S, E)` likewise.
-    Returns `(G, B, T, E)`. Layout choices for onnxruntime: LayerNorm affines and the
-    1/sqrt(hd) scale are folded into the next weights, and q, k, v are projected
-    straight into head-major `(G, H, B, T, hd)`, leaving one transpose per layer.
+    Returns `(G, B, T, E)`, or `(G, B, E)`, the last step only, with `last_only`: the
+    last layer then computes queries, attention output and FFN for that step alone (its
+    keys and values still cover every step), which is exact and saves most of a layer.
+
+    Layout choices for onnxruntime: LayerNorm affines and the 1/sqrt(hd) scale are folded
+    into the next weights; q, k, v are projected straight into head-major
+    `(G, H, B, T, hd)`, leaving one transpose per layer; the key/value stream of a
+    crossmodal encoder is normalised once, not per layer (each layer's LayerNorm affine is
+    folded into its weights).
     """
     first = encoders[0]
-    g, b, t, _ = x.shape
-    e, h = first.dim, first.heads  # Python ints: static shapes in the exported graph
+    # Python ints, so the exported graph's shapes are constants; only B (the -1) is dynamic.
+    g, e, h, t = len(encoders), first.dim, first.heads, int(x.shape[2])
     hd = e // h
-    s = t if kv is None else kv.shape[2]
-    x = first.embed(x).reshape(g, b * t, e)  # (G, N, E), N = B*T
-    src = None if kv is None else first.embed(kv).reshape(g, b * s, e)  # (G, M, E)
+    s = t if kv is None else int(kv.shape[2])
+    x = first.embed(x).reshape(g, -1, e)  # (G, N, E), N = B*T
+    srcn = None if kv is None else _norm(first.embed(kv).reshape(g, -1, e), e)[:, None]
     mask = causal_mask(t, s) if first.causal else None
     layer0 = first.layers[0]
     p_attn, p_relu, p_res = layer0.attn_dropout, layer0.relu_dropout, layer0.res_dropout
     training = first.training
-    for i in range(len(first.layers)):
+    n_layers = len(first.layers)
+    for i in range(n_layers):
         p = f"layers.{i}."
         ln, inp = p + "ln_attn", p + "in_proj"
         wq, bq = _fold(encoders, ln, inp, slice(0, e))
         wq, bq = _heads(wq * hd**-0.5, bq * hd**-0.5, h)  # (G, H, E, hd), (G, H, 1, hd)
-        # The query bias rides on a ones column: a (.., 6)-wide broadcast Add is slow.
+        # The query bias rides on a ones column: a (.., hd)-wide broadcast Add is slow.
         wq = torch.cat([wq, bq], dim=2)  # (G, H, E + 1, hd)
         # The key bias adds q.b_k to every score of a row: softmax cancels it, so drop it.
         wk, _ = _heads(*_fold(encoders, ln, inp, slice(e, 2 * e)), h)
@@ -223,18 +234,22 @@ def run_grouped(
             # the output bias. Attention dropout breaks the sum, so not when training.
             b_out = b_out + bv.transpose(1, 2).reshape(g, 1, e) @ w_out
         xn = _norm(x, e)  # (G, N, E)
-        ones = torch.ones_like(xn[..., :1])
-        xq = torch.cat([xn, ones], dim=-1)[:, None]  # (G, 1, N, E + 1)
-        srcn = xn[:, None] if src is None else _norm(src, e)[:, None]  # (G, 1, M, E)
-        q = (xq @ wq).reshape(g, h, b, t, hd)  # (G, H, B, T, hd)
-        k = (srcn @ wk).reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
-        v = srcn @ wv if fold_v else srcn @ wv + bv
-        v = v.reshape(g, h, b, s, hd)  # (G, H, B, S, hd)
-        scores = q @ k.transpose(-1, -2)  # (G, H, B, T, S)
+        kvn = xn[:, None] if srcn is None else srcn  # (G, 1, M, E)
+        tq = t
+        if last_only and i == n_layers - 1:
+            # Only the last step's output is wanted: keys/values above cover every step.
+            x, xn, tq = x.reshape(g, -1, t, e)[:, :, -1], xn.reshape(g, -1, t, e)[:, :, -1], 1
+            mask = None if mask is None else mask[-1:]
+        xq = F.pad(xn, (0, 1), value=1.0)[:, None]  # (G, 1, N, E + 1): [xn, 1]
+        q = (xq @ wq).reshape(g, h, -1, tq, hd)  # (G, H, B, Tq, hd)
+        k = (kvn @ wk).reshape(g, h, -1, s, hd)  # (G, H, B, S, hd)
+        v = kvn @ wv if fold_v else kvn @ wv + bv
+        v = v.reshape(g, h, -1, s, hd)  # (G, H, B, S, hd)
+        scores = q @ k.transpose(-1, -2)  # (G, H, B, Tq, S)
         if mask is not None:
             scores = scores + mask
         probs = F.dropout(scores.softmax(-1), p_attn, training)
-        att = (probs @ v).permute(0, 2, 3, 1, 4).reshape(g, b * t, e)  # (G, N, E)
+        att = (probs @ v).permute(0, 2, 3, 1, 4).reshape(g, -1, e)  # (G, N, E)
         x = x + F.dropout(att @ w_out + b_out, p_res, training)
         w1, b1 = _fold(encoders, p + "ln_ffn", p + "fc1")  # (G, E, 4E), (G, 1, 4E)
         w2 = _stack(encoders, p + "fc2.weight").transpose(1, 2)  # (G, 4E, E)
@@ -243,4 +258,4 @@ def run_grouped(
         x = x + F.dropout(hid @ w2 + b2, p_res, training)
     ln_w, ln_b = _stack(encoders, "ln_out.weight"), _stack(encoders, "ln_out.bias")
     x = _norm(x, e) * ln_w[:, None, :] + ln_b[:, None, :]
-    return x.reshape(g, b, t, e)
+    return x if last_only else x.reshape(g, -1, t, e)  # (G, B, E) or (G, B, T, E)

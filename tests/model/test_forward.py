@@ -10,6 +10,7 @@ from mplmm_reference import reference_forward
 from model.missing import PRESENCE_TABLE, MissingType
 from model.mult import MPLMM
 from model.prompts import PromptKind
+from model.transformer import Encoder, run_grouped
 
 ATOL = 1e-5
 ALL_TYPES = list(MissingType)
@@ -107,3 +108,22 @@ def test_training_mode_paths_match_reference_without_dropout_noise(monkeypatch) 
     torch.manual_seed(3)
     model = MPLMM(tiny_config(attn_dropout=0.3)).train()
     _check(model, [0, 1, 2, 3, 4, 5, 6])
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_last_only_is_the_last_step_of_the_full_run(causal: bool) -> None:
+    # The branches ask run_grouped for their last step only; its last layer then
+    # skips every other query. Same numbers as slicing the full output.
+    torch.manual_seed(3)
+    encoders = [
+        Encoder(
+            8, 2, 3, 10, attn_dropout=0.0, relu_dropout=0.0, res_dropout=0.0,
+            embed_dropout=0.0, causal=causal,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    x = torch.randn(2, 4, 7, 8)
+    full = run_grouped(encoders, x)
+    last = run_grouped(encoders, x, last_only=True)
+    assert last.shape == (2, 4, 8)
+    torch.testing.assert_close(last, full[:, :, -1], atol=1e-6, rtol=0)
