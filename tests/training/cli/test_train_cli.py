@@ -104,6 +104,21 @@ def test_pretrain_tune_eval_export(workdir: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     again = json.loads((workdir / "again" / "eval.json").read_text())
     assert again["per_type"] == report["per_type"]
+    assert "ablation" not in again
+
+    # eval --ablation reports the variants beside the saved pack, which stays as it was
+    before = (pack_dir / "pack.safetensors").read_bytes()
+    out = workdir / "ablated"
+    assert main(["eval", "--pack", "toy", *cfg, "--out", str(out), "--ablation", "baseline"]) == 0
+    capsys.readouterr()
+    ablated = json.loads((out / "eval.json").read_text())
+    assert set(ablated["ablation"]) == {
+        "no_prompts", "no_generative_at_inference", "no_missing_signal_at_inference",
+        "no_missing_type_at_inference", "full",
+    }  # fmt: skip
+    assert ablated["ablation"]["full"] == report["per_type"]
+    assert ablated["ablation"]["no_prompts"] == report["ablation"]["no_prompts"]  # same seed
+    assert (pack_dir / "pack.safetensors").read_bytes() == before
 
     # export re-creates the graph from backbone.safetensors and checks the pack on it
     assert main(["export", "--bundle", str(bundle), "--pack-dir", str(pack_dir)]) == 0
