@@ -1,29 +1,19 @@
 """Evaluation reports: JSON, Markdown and PNG plots (per-type bars, missing-rate curve,
-confusion matrix, ablation table). Files are written to a temp name, then renamed."""
+confusion matrix, ablation table). Files are written to a temp name, then renamed
+(`model.manifest.atomic_write_bytes`: world-readable, like the bundle's files)."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model.manifest import atomic_write_bytes
+
 HEADLINE = {"classification": ("accuracy", "weighted_f1"), "regression": ("acc2_non0", "mae")}
-
-
-def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plt() -> Any:
@@ -36,8 +26,10 @@ def _plt() -> Any:
 
 
 def _save_fig(fig: Any, path: Path) -> None:
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"), "wb")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_per_type(result: dict[str, Any], path: Path) -> None:
@@ -133,8 +125,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write `eval.json`, `report.md` and the plots into `out_dir`; returns the paths."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "eval.json", "markdown": out_dir / "report.md"}
-    _atomic_write(paths["json"], lambda f: json.dump(result, f, indent=2))
-    _atomic_write(paths["markdown"], lambda f: f.write(markdown(result)))
+    atomic_write_bytes(paths["json"], json.dumps(result, indent=2).encode("utf-8"))
+    atomic_write_bytes(paths["markdown"], markdown(result).encode("utf-8"))
     paths["per_type"] = out_dir / "per_type.png"
     plot_per_type(result, paths["per_type"])
     if result.get("missing_rate"):

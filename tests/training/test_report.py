@@ -34,3 +34,5 @@ def test_report_files_and_content(tmp_path: Path) -> None:
     for key in ("per_type", "missing_rate", "confusion_TEXT_ONLY", "confusion_AUDIO_ONLY"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    # published like the bundle's files: readable by the image's non-root user
+    assert {p.stat().st_mode & 0o777 for p in paths.values()} == {0o644}
