@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 
 from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.sniff import HEAD_BYTES, Format
+from service.features.sniff import sniff as sniff_format
 from service.features.types import Limits
 
 TARGET_RATE = 16_000
@@ -69,26 +71,24 @@ class DecodedAudio:
         return float(self.samples.shape[0]) / self.rate
 
 
+_CONTAINER_OF = {
+    Format.WAV: Container.WAV,
+    Format.FLAC: Container.FLAC,
+    Format.OGG: Container.OGG,
+    Format.MP3: Container.MP3,
+    Format.AAC: Container.AAC,
+    Format.MP4: Container.MP4,
+    Format.MOV: Container.MP4,
+    Format.WEBM: Container.MATROSKA,
+    Format.MKV: Container.MATROSKA,
+    Format.AVI: Container.AVI,
+}
+
+
 def sniff(head: bytes) -> Container | None:
-    """The container of a file from its first 12 bytes, or None when not recognised."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return Container.WAV
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return Container.AVI
-    if head[:4] == b"fLaC":
-        return Container.FLAC
-    if head[:4] == b"OggS":
-        return Container.OGG
-    if head[:3] == b"ID3":
-        return Container.MP3
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        # MPEG frame sync: layer bits 00 are ADTS AAC, anything else is MPEG audio.
-        return Container.AAC if (head[1] >> 1) & 0x3 == 0 else Container.MP3
-    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
-        return Container.MP4
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return Container.MATROSKA
-    return None
+    """The container of a file from its first bytes, or None when audio cannot be in it."""
+    fmt = sniff_format(head)
+    return None if fmt is None else _CONTAINER_OF.get(fmt)
 
 
 def read_bytes(data: bytes | Path, max_bytes: int, field: str) -> bytes:
@@ -270,7 +270,7 @@ def decode_audio(
     limits = limits or Limits()
     max_bytes = max(limits.max_audio_bytes, limits.max_video_bytes)
     raw = read_bytes(data, max_bytes, field)
-    kind = sniff(raw[:12])
+    kind = sniff(raw[:HEAD_BYTES])
     if kind is None:
         raise UnsupportedMediaError(
             field,

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.sniff import HEAD_BYTES, Format, sniff
 from service.features.types import Limits
 
 FIELD = "video"
@@ -36,41 +37,30 @@ class Container(StrEnum):
     AVI = "avi"
 
 
-# Formats we recognise but do not take as video, named in the 415 message.
-_OTHER_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\x89PNG", "a PNG image"),
-    (0, b"\xff\xd8\xff", "a JPEG image"),
-    (0, b"GIF8", "a GIF image"),
-    (0, b"%PDF", "a PDF document"),
-    (0, b"fLaC", "FLAC audio"),
-    (0, b"OggS", "an Ogg file"),
-    (0, b"ID3", "MP3 audio"),
-    (0, b"PK\x03\x04", "a ZIP archive"),
-)
-_BMFF_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+_CONTAINER_OF = {
+    Format.MP4: Container.MP4,
+    Format.MOV: Container.MOV,
+    Format.WEBM: Container.WEBM,
+    Format.MKV: Container.MKV,
+    Format.AVI: Container.AVI,
+}
+_SEND = "send mp4, mov, webm or avi"
 
 
 def sniff_container(head: bytes) -> Container:
-    """The container of a file from its first bytes (at least 64 of them if available)."""
+    """The container of a file from its first bytes (`HEAD_BYTES` of them if available).
+
+    Anything else is refused as unsupported (415), named when it is recognised."""
     if not head:
         raise InvalidMediaError(FIELD, "the file is empty (0 bytes)")
-    if head[4:8] in _BMFF_BOXES:
-        # ISO base media: QuickTime's brand is 'qt  '; every other brand is MP4-like.
-        return Container.MOV if head[8:12] == b"qt  " else Container.MP4
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return Container.WEBM if b"webm" in head[:64] else Container.MKV
-    if head[:4] == b"RIFF":
-        if head[8:12] == b"AVI ":
-            return Container.AVI
+    fmt = sniff(head)
+    if fmt in _CONTAINER_OF:
+        return _CONTAINER_OF[fmt]
+    if fmt in (Format.WAV, Format.RIFF):
         kind = head[8:12].decode("latin-1").strip() or "unknown"
-        raise UnsupportedMediaError(
-            FIELD, f"a RIFF {kind} file is not a video; send mp4, mov, webm or avi"
-        )
-    for offset, magic, what in _OTHER_SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            raise UnsupportedMediaError(FIELD, f"{what} is not a video; send mp4, mov, webm or avi")
-    if head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        raise UnsupportedMediaError(FIELD, "MP3 audio is not a video; send mp4, mov, webm or avi")
+        raise UnsupportedMediaError(FIELD, f"a RIFF {kind} file is not a video; {_SEND}")
+    if fmt is not None:
+        raise UnsupportedMediaError(FIELD, f"{fmt.description} is not a video; {_SEND}")
     raise UnsupportedMediaError(
         FIELD, "unknown container (not mp4, mov, webm or avi): the file header is not recognised"
     )
@@ -113,7 +103,7 @@ def media_file(data: bytes | Path, limits: Limits) -> Iterator[tuple[Path, Conta
     if isinstance(data, bytes | bytearray | memoryview):
         payload = bytes(data)
         _check_bytes(len(payload), limits)
-        container = sniff_container(payload[:64])
+        container = sniff_container(payload[:HEAD_BYTES])
         fd, name = tempfile.mkstemp(prefix="mplmm-video-", suffix=f".{container.value}")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -129,7 +119,7 @@ def media_file(data: bytes | Path, limits: Limits) -> Iterator[tuple[Path, Conta
     size = path.stat().st_size
     _check_bytes(size, limits)
     with path.open("rb") as f:
-        container = sniff_container(f.read(64))
+        container = sniff_container(f.read(HEAD_BYTES))
     yield path, container, size
 
 
