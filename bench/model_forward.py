@@ -44,6 +44,7 @@ from model.mult import MPLMM  # noqa: E402
 
 INPUT_NAMES = ("text", "audio", "video", "missing_type")
 PAUSE_S = 0.05  # after each peer's block: longer than any pool's spin-wait
+PROFILE_CALLS = 5
 
 
 def _median_s(fn: Callable[[], object], reps: int) -> float:
@@ -55,6 +56,36 @@ def _median_s(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
+def _profile_ms(path: Path) -> dict[str, float]:
+    """Kernel milliseconds per call from an ORT profile, by what the nodes do, leaving out
+    the first call (warm-up). The attention core is the per-head products over
+    (G, H, B, T, hd), their softmax and the transpose back; the other products are the
+    q/k/v/out projections and the FFN."""
+    events = json.loads(path.read_text())
+    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    ms: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        if event["ts"] < runs[1]:
+            continue
+        op = event["args"]["op_name"]
+        shapes = event["args"].get("input_type_shape", [])
+        rank = len(next(iter(shapes[0].values()))) if shapes else 0
+        if op in ("Softmax", "Transpose") or (op.endswith("MatMul") and rank == 5):
+            kind = "attention_core"
+        elif op.endswith("MatMul") or op.endswith("Gemm"):
+            kind = "projections_and_ffn"
+        elif op == "LayerNormalization":
+            kind = "layer_norm"
+        elif op in ("Add", "Mul", "Relu", "Pad", "Sub", "Where"):
+            kind = "elementwise"
+        else:
+            kind = "other"
+        ms[kind] = ms.get(kind, 0.0) + event["dur"] / 1e3 / (len(runs) - 1)
+    return {k: round(v, 1) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -62,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--profile", action="store_true", help="add where ORT's time goes at the batch size"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -82,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         export_backbone_onnx(model, Path(tmp) / "backbone.onnx")
         session = ort_session(Path(tmp) / "backbone.onnx", threads=args.threads, spin=args.spin)
         quiet = ort_session(Path(tmp) / "backbone.onnx", threads=args.threads, spin=False)
+        profile = None
+        if args.profile:
+            profiled = ort_session(
+                Path(tmp) / "backbone.onnx",
+                threads=args.threads,
+                spin=args.spin,
+                profile=str(Path(tmp) / "ort_profile"),
+            )
+            for _ in range(PROFILE_CALLS + 1):  # the first call is a warm-up, left out
+                profiled.run(None, feeds["big"])
+            profile = _profile_ms(Path(profiled.end_profiling()))
     with torch.inference_mode():
         want = model(*big).numpy()
         ref = reference_forward(model, *big).numpy()
@@ -96,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "ort_1": lambda: session.run(None, feeds["one"]),
         "ort_1_no_spin": lambda: quiet.run(None, feeds["one"]),
     }
-    reps = {"reference": 2, "torch": 3, "ort": 5, "reference_1": 20, "torch_1": 20, "ort_1": 50}
-    reps["ort_1_no_spin"] = 50
+    reps = {"reference": 2, "torch": 3, "ort": 5, "reference_1": 20, "torch_1": 20, "ort_1": 50,
+            "ort_1_no_spin": 50}  # fmt: skip
     load_before = os.getloadavg()
     samples: dict[str, list[float]] = {k: [] for k in peers}
     with torch.inference_mode():
@@ -124,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "ort_batch1_ms": round(1e3 * t["ort_1"], 2),
         "ort_batch1_ms_no_spin": round(1e3 * t["ort_1_no_spin"], 2),
         "ort_spinning": args.spin,
+        **({"ort_profile_ms_per_call": profile} if profile is not None else {}),
         "ratio_ort_vs_reference": round(t["reference"] / t["ort"], 2),
         "ratio_torch_vs_reference": round(t["reference"] / t["torch"], 2),
         "max_abs_diff_ort_vs_torch": float(np.abs(got - want).max()),

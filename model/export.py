@@ -173,15 +173,21 @@ def export_backbone_onnx(
     return info
 
 
-def ort_session(path: str | Path, threads: int = 2, *, spin: bool = False) -> Any:
+def ort_session(
+    path: str | Path, threads: int = 2, *, spin: bool = False, profile: str | None = None
+) -> Any:
     """A CPU onnxruntime session with full graph optimisation and `threads` intra-op.
 
     Spinning is off by default: idle pool threads that spin steal the CPU from whatever
-    runs next (torch in the benchmark, feature extraction in the service).
+    runs next (torch in the benchmark, feature extraction in the service). `profile`:
+    a file prefix for onnxruntime's per-node profile (`session.end_profiling()`).
     """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if profile is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
