@@ -22,7 +22,8 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.manifest import BackboneInfo, pack_feed, read_pack  # noqa: E402
+from model.feeds import pack_feed  # noqa: E402
+from model.manifest import BackboneInfo, read_pack  # noqa: E402
 
 
 def main() -> int:

@@ -39,7 +39,7 @@ from mplmm_reference import reference_forward  # noqa: E402
 
 from model.config import ModelConfig  # noqa: E402
 from model.export import example_inputs, export_backbone_onnx, ort_session  # noqa: E402
-from model.manifest import pack_feed  # noqa: E402
+from model.feeds import pack_feed  # noqa: E402
 from model.mult import MPLMM  # noqa: E402
 
 INPUT_NAMES = ("text", "audio", "video", "missing_type")

@@ -1,12 +1,10 @@
 """Typed errors of the model package.
 
-Torch-free (only `model.missing`, hence numpy) so that the service can import and catch
-them. Every message names the tensor or file concerned, what was expected and what was given.
+Torch-free so that the service can import and catch them. Every message names the tensor
+or file concerned, what was expected and what was given.
 """
 
 from __future__ import annotations
-
-from model.missing import NoModalityError
 
 
 class ModelError(Exception):
@@ -30,10 +28,6 @@ class InputDtypeError(InputError):
 
 class MissingTypeRangeError(InputError):
     """`missing_type` holds a value outside 0..6."""
-
-
-class EmptyPresenceError(InputError, NoModalityError):
-    """A presence row has no modality, so it has no missing type."""
 
 
 # --- prompt packs and manifests -------------------------------------------------------

@@ -1,6 +1,6 @@
 """Export of the frozen backbone to ONNX, with pack tensors as graph inputs, and validation.
 
-ONNX contract (DESIGN.md section 5): inputs `text [B,Lt,Dt]`, `audio [B,La,Da]`,
+ONNX contract (input names in `model.feeds`): inputs `text [B,Lt,Dt]`, `audio [B,La,Da]`,
 `video [B,Lv,Dv]` float32, `missing_type [B]` int64, then every pack tensor as an input
 named `pack.<key>` (key as in pack.safetensors); output `output [B,K]`. Only the batch
 axis is dynamic; the opset is pinned. Swapping a pack is feeding other arrays.
@@ -21,14 +21,10 @@ import torch
 from torch import nn
 
 from model.errors import ExportError, ExportValidationError
+from model.feeds import MISSING_TYPE_INPUT, OUTPUT_NAME, PACK_INPUT_PREFIX
+from model.files import sha256_file
 from model.io import save_backbone
-from model.manifest import (
-    HEAD_DIM,
-    HEAD_TENSORS,
-    PACK_INPUT_PREFIX,
-    BackboneInfo,
-    sha256_file,
-)
+from model.manifest import HEAD_DIM, HEAD_TENSORS, BackboneInfo
 from model.missing import MODALITIES, MissingType
 from model.mult import MPLMM
 from model.prompts import PromptKind
@@ -55,14 +51,15 @@ class OnnxExportSpec:
             m.value: [BATCH_AXIS, length, dim]
             for m, length, dim in zip(MODALITIES, c.lengths, c.dims, strict=True)
         }
-        inputs["missing_type"] = [BATCH_AXIS]
+        inputs[MISSING_TYPE_INPUT] = [BATCH_AXIS]
         pack: dict[str, list[int | str]] = {}
         for k, v in model.pack.state_dict().items():
             shape: list[int | str] = list(v.shape)
             if k in HEAD_TENSORS:
                 shape[HEAD_TENSORS[k]] = HEAD_DIM
             pack[PACK_INPUT_PREFIX + k] = shape
-        return cls(inputs=inputs, pack_inputs=pack, output={"output": [BATCH_AXIS, HEAD_DIM]})
+        output = {OUTPUT_NAME: [BATCH_AXIS, HEAD_DIM]}
+        return cls(inputs=inputs, pack_inputs=pack, output=output)
 
     @property
     def input_names(self) -> list[str]:

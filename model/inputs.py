@@ -8,15 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from model.errors import (
-    EmptyPresenceError,
-    InputDtypeError,
-    InputShapeError,
-    MissingTypeRangeError,
-)
-from model.missing import MODALITIES, NUM_MISSING_TYPES, NoModalityError, types_from_presence
+from model.errors import InputDtypeError, InputShapeError, MissingTypeRangeError
+from model.missing import MODALITIES, NUM_MISSING_TYPES
 
 
 def _dtype_name(x: Any) -> str:
@@ -65,18 +58,3 @@ def validate_inputs(
         raise MissingTypeRangeError(
             f"missing_type: expected values in [0, {NUM_MISSING_TYPES - 1}], got {bad}"
         )
-
-
-def missing_types_for(presence: Any) -> np.ndarray:
-    """Presence `(B, 3)` (text, audio, video) -> int64 types `(B,)`.
-
-    Raises EmptyPresenceError (also a `model.missing.NoModalityError`) for rows with no
-    modality, and InputShapeError for a wrong shape.
-    """
-    p = np.asarray(presence)
-    if p.ndim != 2 or p.shape[1] != 3:
-        raise InputShapeError(f"presence: expected shape (B, 3), got {p.shape}")
-    try:
-        return types_from_presence(p)
-    except NoModalityError as exc:
-        raise EmptyPresenceError(f"presence: {exc}") from exc

@@ -1,6 +1,6 @@
 """Save and load the frozen backbone and prompt packs: safetensors + JSON, never pickle.
 
-Bundle layout (DESIGN.md section 4):
+Bundle layout (file names in `model.layout`):
 
     bundle/backbone.safetensors     MulTBackbone state dict (for training)
     bundle/backbone.json            BackboneInfo: sha256 of the above, config, pack tensors,
@@ -25,21 +25,16 @@ from safetensors.torch import save as st_save
 
 from model.config import ModelConfig
 from model.errors import BackboneInfoError, PackIntegrityError
+from model.files import atomic_write_bytes, atomic_write_json, sha256_bytes
+from model.layout import BACKBONE_JSON, BACKBONE_WEIGHTS, MANIFEST_FILE, PACK_FILE
 from model.manifest import (
-    BACKBONE_JSON,
-    BACKBONE_WEIGHTS,
     HEAD_DIM,
     HEAD_TENSORS,
-    MANIFEST_FILE,
-    PACK_FILE,
     BackboneInfo,
     PackManifest,
-    atomic_write_bytes,
-    atomic_write_json,
     check_pack_fits,
     head_size,
     read_pack,
-    sha256_bytes,
 )
 from model.missing import Modality
 from model.mult import MPLMM, MulTBackbone

@@ -1,10 +1,10 @@
 """Pack manifests, backbone.json and pack/backbone fit checks. Torch-free (numpy + json).
 
 The service imports this module to read and validate packs without torch. Contracts
-(DESIGN.md section 4; naming in docs/MODEL.md):
+(naming in docs/MODEL.md; file names in `model.layout`):
 
 - `packs/<name>/<version>/pack.safetensors`: the PromptPack state dict, keys such as
-  `proj_t.weight`; the ONNX input for key K is named `pack.K`.
+  `proj_t.weight`; the ONNX input for key K is named `pack.K` (`model.feeds`).
 - `packs/<name>/<version>/manifest.json`: a `PackManifest`.
 - `backbone.json`: a `BackboneInfo`. `backbone_sha256` is the sha256 of the bytes of
   `backbone.safetensors` (the frozen weights); packs record it and must match it.
@@ -12,11 +12,8 @@ The service imports this module to read and validate packs without torch. Contra
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,54 +29,19 @@ from model.errors import (
     PackIntegrityError,
     PackMismatchError,
 )
+from model.files import sha256_file
+from model.layout import (
+    MANIFEST_FILE,
+    PACK_FILE,
+    PACK_NAME_PATTERN,
+    VERSION_PATTERN,
+    is_pack_name,
+    is_version,
+)
 from model.missing import Modality
 
-PACK_FILE = "pack.safetensors"
-MANIFEST_FILE = "manifest.json"
-BACKBONE_JSON = "backbone.json"
-BACKBONE_WEIGHTS = "backbone.safetensors"
-BACKBONE_ONNX = "backbone.onnx"
-PACK_INPUT_PREFIX = "pack."
 FORMAT_VERSION = 1
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes 0600 files; bundles are read by other users (the image's non-root
-        # user, other replicas), so publish them world-readable like a plain open() would.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_pack_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -87,11 +49,6 @@ def load_pack_arrays(path: str | Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file  # lazy: keeps import of this module cheap
 
     return load_file(str(path))
-
-
-def pack_feed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pack arrays keyed as ONNX inputs (`pack.` + key), ready to merge into a feed."""
-    return {PACK_INPUT_PREFIX + k: v for k, v in arrays.items()}
 
 
 # One backbone serves packs with different label sets (sentiment: 3, emotion: 7), so the
@@ -158,10 +115,10 @@ class PackManifest:
             raise ManifestError(f"pack manifest {self.name!r}: training_data must be objects")
         object.__setattr__(self, "training_data", tuple(dict(x) for x in self.training_data))
         object.__setattr__(self, "tensors", {k: _shape(v) for k, v in self.tensors.items()})
-        if not NAME_RE.match(str(self.name)):
-            problems.append(f"name must match {NAME_RE.pattern}, got {self.name!r}")
-        if not VERSION_RE.match(str(self.version)):
-            problems.append(f"version must match {VERSION_RE.pattern}, got {self.version!r}")
+        if not is_pack_name(str(self.name)):
+            problems.append(f"name must match {PACK_NAME_PATTERN}, got {self.name!r}")
+        if not is_version(str(self.version)):
+            problems.append(f"version must match {VERSION_PATTERN}, got {self.version!r}")
         if self.task == Task.CLASSIFICATION and not self.labels:
             problems.append("a classification pack needs its labels")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
@@ -298,8 +255,11 @@ def check_pack_fits(
             problems.append(f"{key}: expected shape {want[key]}{k_note}, got {got[key]}")
         if arrays[key].dtype != np.float32:
             problems.append(f"{key}: expected float32, got {arrays[key].dtype}")
-    if k is not None and manifest.labels is not None and len(manifest.labels) != k:
-        problems.append(f"{len(manifest.labels)} labels but the pack's head outputs {k} values")
+    # A classification head has one output per label; a regression head's labels name
+    # ranges of its score (K is 1), so their count is not K.
+    n_labels = len(manifest.labels or ())
+    if k is not None and manifest.task is Task.CLASSIFICATION and n_labels != k:
+        problems.append(f"{n_labels} labels but the pack's head outputs {k} values")
     if problems:
         raise PackMismatchError(
             f"pack {manifest.name}@{manifest.version} does not fit the backbone: "

@@ -1,6 +1,6 @@
 """The missing-type enumeration: the one definition shared by training, export and serving.
 
-Contract (DESIGN.md section 2): three modalities give seven missing types, one for every
+Contract: three modalities give seven missing types, one for every
 non-empty subset of present modalities. A sample with no usable modality has no type and
 is an error everywhere. This module is pure Python + numpy so that the service, which
 never imports torch, can use it.
@@ -49,11 +49,6 @@ class MissingType(IntEnum):
     def missing(self) -> tuple[Modality, ...]:
         return tuple(m for m, p in zip(MODALITIES, self.presence, strict=True) if not p)
 
-    @classmethod
-    def from_presence(cls, text: bool, audio: bool, video: bool) -> MissingType:
-        """The type of one sample; raises NoModalityError when nothing is present."""
-        return cls(int(types_from_presence(np.array([[text, audio, video]]))[0]))
-
 
 NUM_MISSING_TYPES = len(MissingType)
 
@@ -85,7 +80,9 @@ class NoModalityError(ValueError):
 def types_from_presence(presence: np.ndarray) -> np.ndarray:
     """Presence flags `(B, 3)` (bool or 0/1, order text/audio/video) -> int64 types `(B,)`.
 
-    Vectorised; raises NoModalityError naming the rows that have no modality.
+    The one function from presence to missing type (one sample is a batch of one).
+    Vectorised; raises NoModalityError naming the rows that have no modality, and
+    ValueError for a wrong shape.
     """
     p = np.asarray(presence)
     if p.ndim != 2 or p.shape[1] != 3:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from model.manifest import atomic_write_json
+from model.files import atomic_write_json
 from service.features.extractor import FeatureExtractor
 from training.config import RunConfig
 from training.data.corpora import Task

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR, REPO_DIR
 from training.trainer import TrainConfig
 
 
@@ -46,9 +47,9 @@ class PackConfig:
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
-    out: str = "bundle"
+    out: str = str(REPO_BUNDLE_DIR)
     encoders: str = ""  # the encoders folder; "" = <out>/encoders
-    eval_out: str = "docs/eval"
+    eval_out: str = str(REPO_DIR / "docs" / "eval")
     model: dict[str, Any] = field(default_factory=dict)
     pretrain: TrainConfig = TrainConfig(missing_rate=0.3)
     pretrain_task: str = "emotion"
@@ -59,7 +60,7 @@ class RunConfig:
 
     @property
     def encoders_dir(self) -> Path:
-        return Path(self.encoders) if self.encoders else Path(self.out) / "encoders"
+        return Path(self.encoders) if self.encoders else Path(self.out) / ENCODERS_DIR
 
 
 def _coerce(section: str, cls: type, values: dict[str, Any]) -> Any:

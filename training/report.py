@@ -1,6 +1,6 @@
 """Evaluation reports: JSON, Markdown and PNG plots (per-type bars, missing-rate curve,
 confusion matrix, ablation table). Files are written to a temp name, then renamed
-(`model.manifest.atomic_write_bytes`: world-readable, like the bundle's files)."""
+(`model.files.atomic_write_bytes`: world-readable, like the bundle's files)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from model.manifest import atomic_write_bytes
+from model.files import atomic_write_bytes
 
 HEADLINE = {"classification": ("accuracy", "weighted_f1"), "regression": ("acc2_non0", "mae")}
 

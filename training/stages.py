@@ -21,8 +21,9 @@ from safetensors.torch import save as st_save
 
 from model.config import ModelConfig
 from model.export import export_backbone_onnx, validate_onnx
+from model.files import atomic_write_bytes
 from model.io import load_backbone, save_pack
-from model.manifest import atomic_write_bytes
+from model.layout import BACKBONE_ONNX, PACKS_DIR
 from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
 from training.cards import model_card, summary_metrics
@@ -54,9 +55,9 @@ def pretrain_stage(run: RunConfig, ds: Dataset) -> dict[str, Any]:
     # Pack tensors are graph inputs, so any pack of the right shape exports the graph.
     exporter = MPLMM(pretrained.config, PromptKind.ALL, backbone=pretrained.backbone).eval()
     info = export_backbone_onnx(
-        exporter, out / "backbone.onnx", feature_spec_sha256=ds.feature_spec_sha256
+        exporter, out / BACKBONE_ONNX, feature_spec_sha256=ds.feature_spec_sha256
     )
-    validate_onnx(exporter, out / "backbone.onnx")
+    validate_onnx(exporter, out / BACKBONE_ONNX)
     return {
         "stage": "pretrain",
         "data": ds.description,
@@ -93,12 +94,12 @@ def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
     if pack.ablation != "none":
         result["ablation"] = ablations(run, backbone, stage1, ds, model, pack.ablation)
     write_report(result, Path(run.eval_out) / pack.name)
-    parity = validate_onnx(model, out / "backbone.onnx")
+    parity = validate_onnx(model, out / BACKBONE_ONNX)
     counts = model.parameter_counts()
     _, info = load_backbone(out)
     pack_dir, manifest = save_pack(
         model.pack,
-        out / "packs",
+        out / PACKS_DIR,
         name=pack.name,
         version=pack.version,
         backbone_sha256=info.backbone_sha256,

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model.config import Task
-from model.manifest import atomic_write_bytes
+from model.files import atomic_write_bytes
 from training.data.cache import FeatureTable
 from training.metrics import classification_metrics, regression_metrics
 from training.patterns import drop_modalities

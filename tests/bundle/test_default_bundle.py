@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from model.manifest import BackboneInfo, check_pack_fits, read_pack, sha256_file
+from model.files import sha256_file
+from model.manifest import BackboneInfo, check_pack_fits, read_pack
 from service.http.app import create_app
 from service.settings import Settings
 

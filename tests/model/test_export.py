@@ -16,8 +16,10 @@ from model.export import (
     ort_session,
     validate_onnx,
 )
+from model.feeds import pack_feed
+from model.files import sha256_file
 from model.io import save_pack
-from model.manifest import BackboneInfo, check_pack_fits, pack_feed, read_pack, sha256_file
+from model.manifest import BackboneInfo, check_pack_fits, read_pack
 from model.missing import MissingType
 from model.mult import MPLMM
 from model.prompts import PromptKind, PromptPack

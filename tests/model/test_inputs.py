@@ -7,15 +7,9 @@ import pytest
 import torch
 from model_helpers import make_inputs
 
-from model.errors import (
-    EmptyPresenceError,
-    InputDtypeError,
-    InputError,
-    InputShapeError,
-    MissingTypeRangeError,
-)
-from model.inputs import missing_types_for, validate_inputs
-from model.missing import NoModalityError
+from model.errors import InputDtypeError, InputShapeError, MissingTypeRangeError
+from model.inputs import validate_inputs
+from model.missing import NoModalityError, types_from_presence
 from model.mult import MPLMM
 
 
@@ -77,12 +71,10 @@ def test_numpy_inputs_validate_the_same_way(model) -> None:
 
 
 def test_presence_with_no_modality_is_a_typed_error() -> None:
+    # The one presence -> type function, for the model, training and the service alike.
     presence = np.array([[1, 0, 0], [0, 0, 0], [0, 1, 1]])
-    with pytest.raises(EmptyPresenceError, match=r"presence: rows \[1\] have no present modality"):
-        missing_types_for(presence)
-    # Catchable as the model's InputError and as the enumeration's NoModalityError.
-    assert issubclass(EmptyPresenceError, InputError)
-    assert issubclass(EmptyPresenceError, NoModalityError)
-    assert missing_types_for(presence[[0, 2]]).tolist() == [4, 1]
-    with pytest.raises(InputShapeError, match=r"presence: expected shape \(B, 3\)"):
-        missing_types_for(np.ones((2, 2)))
+    with pytest.raises(NoModalityError, match=r"rows \[1\] have no present modality"):
+        types_from_presence(presence)
+    assert types_from_presence(presence[[0, 2]]).tolist() == [4, 1]
+    with pytest.raises(ValueError, match=r"presence must have shape \(B, 3\)"):
+        types_from_presence(np.ones((2, 2)))

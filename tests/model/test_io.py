@@ -125,10 +125,22 @@ def test_missing_and_extra_tensors_are_named(model: MPLMM, tmp_path) -> None:
     assert "unexpected tensors ['surprise']" in str(err.value)
 
 
-def test_labels_must_match_output_size(model: MPLMM, tmp_path) -> None:
+def test_classification_labels_must_match_output_size(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MPLMM(tiny_config(task="classification", output_dim=2))
     pack_dir, _ = _save(model, tmp_path, labels=["a", "b", "c"])
     with pytest.raises(PackMismatchError, match="3 labels but the pack.s head outputs 2 values"):
         load_pack_into(model, pack_dir)
+
+
+def test_regression_labels_name_ranges_of_one_score(tmp_path) -> None:
+    # A regression head has K = 1 whatever its labels: an ordered scale of five loads.
+    torch.manual_seed(0)
+    model = MPLMM(tiny_config(output_dim=1))
+    labels = ["very_negative", "negative", "neutral", "positive", "very_positive"]
+    pack_dir, manifest = _save(model, tmp_path, labels=labels)
+    assert manifest.labels == tuple(labels)
+    assert load_pack_into(model, pack_dir).labels == tuple(labels)
 
 
 def test_tampered_pack_file_is_refused(model: MPLMM, tmp_path) -> None:
@@ -204,7 +216,7 @@ def test_a_new_label_set_keeps_the_projections_and_starts_a_fresh_head(config) -
 
 
 def test_written_files_are_readable_by_other_users(tmp_path) -> None:
-    from model.manifest import atomic_write_bytes
+    from model.files import atomic_write_bytes
 
     atomic_write_bytes(tmp_path / "x.bin", b"data")
     assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from model.layout import PACKS_DIR
 from training.cli.common import add_config_arguments, dataset_for, extractor_for, run_config
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("--pack must name a [packs.<name>] section of the config: %s", sorted(packs))
         return 2
     pack = packs[args.pack]
-    pack_dir = Path(cfg.out) / "packs" / pack.name / (args.version or pack.version)
+    pack_dir = Path(cfg.out) / PACKS_DIR / pack.name / (args.version or pack.version)
     model = load_model(cfg.out, pack_dir)
     ds = dataset_for(cfg, pack.task, extractor_for(cfg))
     result = pack_result(pack.name, model, ds, cfg.seed)

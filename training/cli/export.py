@@ -8,9 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from model.layout import BACKBONE_ONNX, REPO_BUNDLE_DIR
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=Path, default=Path("bundle"), help="bundle folder")
+    parser.add_argument(
+        "--bundle", type=Path, default=REPO_BUNDLE_DIR, help="bundle folder (default: %(default)s)"
+    )
     parser.add_argument(
         "--pack-dir", type=Path, action="append", default=[], help="also validate this pack"
     )
@@ -23,15 +27,15 @@ def run(args: argparse.Namespace) -> int:
 
     backbone, info = load_backbone(args.bundle)
     model = MPLMM(backbone.config, backbone=backbone).eval()
-    new = export_backbone_onnx(model, args.bundle / "backbone.onnx",
+    new = export_backbone_onnx(model, args.bundle / BACKBONE_ONNX,
                                feature_spec_sha256=info.feature_spec_sha256)  # fmt: skip
     report = {
         "backbone_sha256": new.backbone_sha256,
-        "parity": validate_onnx(model, args.bundle / "backbone.onnx"),
+        "parity": validate_onnx(model, args.bundle / BACKBONE_ONNX),
     }
     for pack_dir in args.pack_dir:
         report[str(pack_dir)] = validate_onnx(
-            load_model(args.bundle, pack_dir), args.bundle / "backbone.onnx"
+            load_model(args.bundle, pack_dir), args.bundle / BACKBONE_ONNX
         )
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0

@@ -27,19 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.manifest import sha256_file
+from model.files import sha256_file
+
+# The served model's contract: file names, input name, classes, the port's version (bump
+# PORT_VERSION there when the port or the export changes).
+from service.features.video_expression import EXPRESSIONS as CLASSES
+from service.features.video_expression import INPUT_NAME, JSON_NAME, ONNX_NAME, PORT_VERSION
 
 log = logging.getLogger(__name__)
 
-ONNX_NAME = "face_expression.onnx"
-JSON_NAME = "face_expression.json"
 OPSET = 17
-INPUT_NAME = "face"  # (B, 1, 64, 64) float32 grayscale in [-1, 1]
 OUTPUT_NAME = "scores"  # (B, 7) softmax probabilities
-CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ATOL = 1e-5
-# Bump when the port or the export changes: it is part of the built model's identity.
-PORT_VERSION = "1"
 
 
 class FerModelNotFoundError(FileNotFoundError):
@@ -281,8 +280,8 @@ def export_onnx(model: KerasGraphModule, out_path: Path) -> None:
         # The 'same' pads are static, but torch's Pad symbolic reverses them with a strided
         # Slice that its constant folder declines; ORT folds them at session start.
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-        # dynamo=False is deliberate (DESIGN.md section 10): the TorchScript exporter is
-        # the one measured here; its deprecation notice is not actionable per build.
+        # dynamo=False is deliberate: the TorchScript exporter is the one measured to
+        # match Keras; its deprecation notice is not actionable per build.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
             model,
