@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.features.types import Limits  # noqa: E402
 from service.features.video import VideoFeatureExtractor, VideoSpec  # noqa: E402
+from service.limits import Limits  # noqa: E402
 
 SIZE = (640, 360)
 FPS = 25

@@ -1,19 +1,28 @@
-"""Typed service errors. Each carries its HTTP status and a stable machine-readable code;
-the HTTP layer turns any of them into `{"error": {"code", "message"}}`.
+"""The one exception tree of the service and its feature extractors.
 
-Media problems are `service.features.errors.MediaError` (413/415/422) and are mapped the
-same way. Only an exception outside both hierarchies is a server fault (500).
+Every error a client can cause is a `ServiceError`: it carries its HTTP status, a stable
+`ErrorCode` and a message that says how to fix the request. The HTTP layer and both CLIs
+turn any of them into `{"error": {"code", "message"}}`; only an exception outside this
+tree is a server fault (500). Media problems (`MediaError`) also name the form field,
+and every "too large" (`TooLargeError`, 413) names the setting that raises its limit.
+
+No FastAPI here: `service.features`, which training imports too, raises these.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, ClassVar
+
+from service.limits import setting_name
 
 
 class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     VALIDATION_ERROR = "validation_error"
     NO_USABLE_MODALITY = "no_usable_modality"
+    INVALID_MEDIA = "invalid_media"
+    MEDIA_TOO_LARGE = "media_too_large"
     UNKNOWN_PACK = "unknown_pack"
     INVALID_PACK_NAME = "invalid_pack_name"
     INVALID_PACK = "invalid_pack"
@@ -33,10 +42,21 @@ class ErrorCode(StrEnum):
 
 
 class ServiceError(Exception):
-    """Base class: an error with a status, a code and a message that says how to fix it."""
+    """Base class: an error with a status, a code and a message that says how to fix it.
+    A subclass declares its status and code in its class line:
+    `class UnknownPackError(ServiceError, status=404, code=ErrorCode.UNKNOWN_PACK)`."""
 
-    http_status: int = 500
-    code: ErrorCode = ErrorCode.INTERNAL
+    http_status: ClassVar[int] = 500
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: ErrorCode | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.http_status = status
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -44,95 +64,130 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
-class BadRequestError(ServiceError):
-    http_status = 400
-    code = ErrorCode.BAD_REQUEST
+# ------------------------------------------------------------------ the request itself
 
 
-class RequestValidationFailed(ServiceError):
-    http_status = 422
-    code = ErrorCode.VALIDATION_ERROR
+class BadRequestError(ServiceError, status=400, code=ErrorCode.BAD_REQUEST):
+    """A malformed body (no multipart boundary, broken parts)."""
 
 
-class NoUsableModalityError(ServiceError):
-    http_status = 422
-    code = ErrorCode.NO_USABLE_MODALITY
+class RequestValidationFailed(ServiceError, status=422, code=ErrorCode.VALIDATION_ERROR):
+    """A well-formed body with wrong fields: unknown, repeated, bad base64 or UTF-8."""
 
 
-class UnknownPackError(ServiceError):
-    http_status = 404
-    code = ErrorCode.UNKNOWN_PACK
+class NoUsableModalityError(ServiceError, status=422, code=ErrorCode.NO_USABLE_MODALITY):
+    """Nothing sent, or nothing the pack can use."""
 
 
-class InvalidPackNameError(ServiceError):
-    http_status = 422
-    code = ErrorCode.INVALID_PACK_NAME
+class UnsupportedMediaTypeError(ServiceError, status=415, code=ErrorCode.UNSUPPORTED_MEDIA_TYPE):
+    """A request body or file part whose declared content type we do not take."""
 
 
-class PackValidationError(ServiceError):
+class TooLargeError(ServiceError, status=413, code=ErrorCode.PAYLOAD_TOO_LARGE):
+    """Over a configured limit. The message ends by naming the setting(s) to raise."""
+
+    def __init__(self, message: str, *, setting: str | tuple[str, ...]) -> None:
+        fields = (setting,) if isinstance(setting, str) else setting
+        self.settings = tuple(setting_name(f) for f in fields)
+        super().__init__(f"{message} (limit set by {', '.join(self.settings)})")
+
+
+class PayloadTooLargeError(TooLargeError):
+    """A request body or an uploaded part over its byte limit."""
+
+
+# ------------------------------------------------------------------ media
+
+
+class MediaError(ServiceError, ValueError, status=422, code=ErrorCode.INVALID_MEDIA):
+    """A problem with the media a client sent (one form field), never a server fault.
+    Also a ValueError, so that training's data loaders can skip a bad file."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class InvalidMediaError(MediaError):
+    """Corrupt, truncated, empty or otherwise undecodable media (422)."""
+
+
+class UnsupportedMediaError(MediaError, status=415, code=ErrorCode.UNSUPPORTED_MEDIA_TYPE):
+    """A container or codec we do not decode."""
+
+
+class MediaTooLargeError(MediaError, TooLargeError, status=413, code=ErrorCode.MEDIA_TOO_LARGE):
+    """Bytes, duration, frames, resolution or characters over a `Limits` field."""
+
+    def __init__(self, field: str, message: str, *, limit: str) -> None:
+        self.field = field
+        TooLargeError.__init__(self, f"{field}: {message}", setting=limit)
+
+
+# ------------------------------------------------------------------ packs
+
+
+class UnknownPackError(ServiceError, status=404, code=ErrorCode.UNKNOWN_PACK):
+    """No loaded pack has that name (the message lists the loaded ones)."""
+
+
+class InvalidPackNameError(ServiceError, status=422, code=ErrorCode.INVALID_PACK_NAME):
+    """A pack name or version outside `model.layout`'s patterns."""
+
+
+class PackValidationError(ServiceError, status=422, code=ErrorCode.INVALID_PACK):
     """An uploaded or on-disk pack failed validation; the old version stays in service."""
 
-    http_status = 422
-    code = ErrorCode.INVALID_PACK
+
+class PackConflictError(ServiceError, status=409, code=ErrorCode.PACK_VERSION_CONFLICT):
+    """That version exists already: versions are immutable."""
 
 
-class PackConflictError(ServiceError):
-    http_status = 409
-    code = ErrorCode.PACK_VERSION_CONFLICT
+class DefaultPackProtectedError(ServiceError, status=409, code=ErrorCode.DEFAULT_PACK):
+    """The default pack cannot be removed."""
 
 
-class DefaultPackProtectedError(ServiceError):
-    http_status = 409
-    code = ErrorCode.DEFAULT_PACK
+# ------------------------------------------------------------------ admin
 
 
-class PayloadTooLargeError(ServiceError):
-    http_status = 413
-    code = ErrorCode.PAYLOAD_TOO_LARGE
-
-
-class UnsupportedMediaTypeError(ServiceError):
-    http_status = 415
-    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
-
-
-class UnauthorizedError(ServiceError):
-    http_status = 401
-    code = ErrorCode.UNAUTHORIZED
+class UnauthorizedError(ServiceError, status=401, code=ErrorCode.UNAUTHORIZED):
+    """No bearer token, or the wrong one."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class AdminDisabledError(ServiceError):
-    http_status = 403
-    code = ErrorCode.ADMIN_DISABLED
+class AdminDisabledError(ServiceError, status=403, code=ErrorCode.ADMIN_DISABLED):
+    """An admin route while no admin token is configured."""
 
 
-class QueueFullError(ServiceError):
-    http_status = 503
-    code = ErrorCode.QUEUE_FULL
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+# ------------------------------------------------------------------ capacity and lifecycle
 
 
-class NotReadyError(ServiceError):
-    http_status = 503
-    code = ErrorCode.NOT_READY
+class RetryLaterError(ServiceError, status=503):
+    """The server cannot take the request now; `Retry-After` says when to try again."""
 
-    def __init__(self, message: str, retry_after_s: int = 5) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+    def __init__(self, message: str, retry_after_s: int = 1, **headers: str) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s), **headers})
 
 
-class ShuttingDownError(ServiceError):
-    http_status = 503
-    code = ErrorCode.SHUTTING_DOWN
+class QueueFullError(RetryLaterError, code=ErrorCode.QUEUE_FULL):
+    """More than MPLMM_MAX_QUEUE requests are admitted."""
+
+
+class NotReadyError(RetryLaterError, code=ErrorCode.NOT_READY):
+    """Still loading, or start-up failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=5)
+
+
+class ShuttingDownError(RetryLaterError, code=ErrorCode.SHUTTING_DOWN):
+    """The server is draining after SIGTERM."""
 
     def __init__(self, message: str = "the server is shutting down; retry on another replica"):
-        super().__init__(message, headers={"Retry-After": "1", "Connection": "close"})
+        super().__init__(message, Connection="close")
 
 
-class RequestTimeoutError(ServiceError):
-    http_status = 504
-    code = ErrorCode.TIMEOUT
+class RequestTimeoutError(ServiceError, status=504, code=ErrorCode.TIMEOUT):
+    """A request took longer than MPLMM_REQUEST_TIMEOUT_S."""

@@ -21,7 +21,8 @@ import numpy as np
 
 from model.missing import Modality
 from service.features.audio_decode import TARGET_RATE, DecodedAudio, decode_audio
-from service.features.types import AbsentReason, Limits, ModalityResult
+from service.features.types import AbsentReason, ModalityResult
+from service.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def frame_features(y: np.ndarray, spec: AudioSpec) -> FrameFeatures:
     return FrameFeatures(frames, active_s, float(voiced.mean()), None)
 
 
-def pool_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+def pool_frame_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean over `length` uniform time windows; fewer frames than windows are left-padded."""
     n, dim = frames.shape
     out = np.zeros((length, dim), dtype=np.float32)
@@ -229,7 +230,7 @@ class AudioFeatureExtractor:
     def from_decoded(self, decoded: DecodedAudio) -> ModalityResult:
         t0 = time.perf_counter()
         ff = frame_features(decoded.samples, self.spec)
-        feats, mask = pool_windows(ff.frames, self.spec.length)
+        feats, mask = pool_frame_windows(ff.frames, self.spec.length)
         details: dict[str, Any] = {
             "duration_s": round(decoded.duration_s, 3),
             "active_s": round(ff.active_s, 3),
@@ -244,14 +245,7 @@ class AudioFeatureExtractor:
             return ModalityResult.absent(
                 Modality.AUDIO, self.spec.length, self.spec.dim, ff.reason, details, timings
             )
-        return ModalityResult(
-            modality=Modality.AUDIO,
-            features=feats,
-            mask=mask,
-            present=True,
-            details=details,
-            timings_ms=timings,
-        )
+        return ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
 
     def warmup(self) -> None:
         """Pay librosa's numba compilation now (seconds) rather than on the first request."""

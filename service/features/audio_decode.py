@@ -11,35 +11,19 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
 
-from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
-from service.features.sniff import HEAD_BYTES, Format
+from service.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.sniff import HEAD_BYTES, VIDEO_CONTAINERS, Format
 from service.features.sniff import sniff as sniff_format
-from service.features.types import Limits
+from service.limits import Limits
 
 TARGET_RATE = 16_000
 _BLOCK = 1 << 16  # frames per soundfile read, so a lying header cannot make us read 10 h
-
-
-class Container(StrEnum):
-    WAV = "wav"
-    FLAC = "flac"
-    OGG = "ogg"
-    MP3 = "mp3"
-    AAC = "aac"  # raw ADTS stream
-    MP4 = "mp4"  # also mov, m4a, 3gp
-    MATROSKA = "matroska"  # also webm
-    AVI = "avi"
-
-    @property
-    def is_video_container(self) -> bool:
-        return self in (Container.MP4, Container.MATROSKA, Container.AVI)
 
 
 _SAMPLE_BYTES = {
@@ -53,7 +37,9 @@ _SAMPLE_BYTES = {
     "ULAW": 1,
     "ALAW": 1,
 }  # WAV subtypes, bytes per sample
-_SOUNDFILE = (Container.WAV, Container.FLAC, Container.OGG, Container.MP3)
+# What audio can come in: audio files, and the audio track of a video container.
+_SOUNDFILE = (Format.WAV, Format.FLAC, Format.OGG, Format.MP3)
+AUDIO_FORMATS = frozenset((*_SOUNDFILE, Format.AAC, *VIDEO_CONTAINERS))
 
 
 @dataclass(frozen=True)
@@ -64,35 +50,23 @@ class DecodedAudio:
     rate: int
     source_rate: int
     channels: int
-    container: Container
+    container: Format
 
     @property
     def duration_s(self) -> float:
         return float(self.samples.shape[0]) / self.rate
 
 
-_CONTAINER_OF = {
-    Format.WAV: Container.WAV,
-    Format.FLAC: Container.FLAC,
-    Format.OGG: Container.OGG,
-    Format.MP3: Container.MP3,
-    Format.AAC: Container.AAC,
-    Format.MP4: Container.MP4,
-    Format.MOV: Container.MP4,
-    Format.WEBM: Container.MATROSKA,
-    Format.MKV: Container.MATROSKA,
-    Format.AVI: Container.AVI,
-}
-
-
-def sniff(head: bytes) -> Container | None:
+def sniff(head: bytes) -> Format | None:
     """The container of a file from its first bytes, or None when audio cannot be in it."""
     fmt = sniff_format(head)
-    return None if fmt is None else _CONTAINER_OF.get(fmt)
+    return fmt if fmt in AUDIO_FORMATS else None
 
 
-def read_bytes(data: bytes | Path, max_bytes: int, field: str) -> bytes:
-    """The media's bytes; checks the size (of a path, before reading it) and emptiness."""
+def read_bytes(data: bytes | Path, limits: Limits, limit: str, field: str) -> bytes:
+    """The media's bytes; checks the size against `limits.<limit>` (of a path, before
+    reading it) and emptiness."""
+    max_bytes = int(getattr(limits, limit))
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
         size = len(raw)
@@ -103,7 +77,9 @@ def read_bytes(data: bytes | Path, max_bytes: int, field: str) -> bytes:
         size = path.stat().st_size
         raw = b""
     if size > max_bytes:
-        raise MediaTooLargeError(field, f"{size} bytes, over the limit of {max_bytes} bytes")
+        raise MediaTooLargeError(
+            field, f"{size} bytes, over the limit of {max_bytes} bytes", limit=limit
+        )
     if size == 0:
         raise InvalidMediaError(field, "empty file (zero bytes)")
     return raw if raw else Path(data).read_bytes()  # type: ignore[arg-type]
@@ -118,15 +94,17 @@ def _check_rate(rate: int, limits: Limits, field: str) -> None:
         )
 
 
-def _max_seconds(limits: Limits, kind: Container) -> float:
+def _seconds_limit(kind: Format) -> str:
     """A video's audio track is held to the video's duration limit, a file to the audio's."""
-    return limits.max_video_seconds if kind.is_video_container else limits.max_audio_seconds
+    return "max_video_seconds" if kind in VIDEO_CONTAINERS else "max_audio_seconds"
 
 
-def _check_seconds(seconds: float, limit: float, field: str, what: str) -> None:
+def _check_seconds(seconds: float, limits: Limits, kind: Format, field: str, what: str) -> None:
+    name = _seconds_limit(kind)
+    limit = float(getattr(limits, name))
     if seconds > limit:
         raise MediaTooLargeError(
-            field, f"{what} {seconds:.1f} s of audio, over the limit of {limit:g} s"
+            field, f"{what} {seconds:.1f} s of audio, over the limit of {limit:g} s", limit=name
         )
 
 
@@ -153,8 +131,8 @@ def _error_text(e: Exception) -> str:
     return str(getattr(e, "error_string", None) or e)
 
 
-def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio:
-    max_s = _max_seconds(limits, kind)
+def _decode_soundfile(raw: bytes, kind: Format, limits: Limits, field: str) -> DecodedAudio:
+    max_s = float(getattr(limits, _seconds_limit(kind)))
     try:
         f = sf.SoundFile(io.BytesIO(raw))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -166,15 +144,15 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
         _check_rate(rate, limits, field)
         if channels < 1:
             raise InvalidMediaError(field, f"{channels} channels")
-        chunk = _wav_data_chunk(raw) if kind is Container.WAV else None
+        chunk = _wav_data_chunk(raw) if kind is Format.WAV else None
         if chunk is not None:
             frame_bytes = channels * max(_SAMPLE_BYTES.get(f.subtype, 2), 1)
-            _check_seconds(chunk[0] / frame_bytes / rate, max_s, field, "header declares")
+            _check_seconds(chunk[0] / frame_bytes / rate, limits, kind, field, "header declares")
         if declared <= 0:
             raise InvalidMediaError(
                 field, f"{kind.value} audio with zero samples (empty or truncated)"
             )
-        _check_seconds(declared / rate, max_s, field, "header declares")
+        _check_seconds(declared / rate, limits, kind, field, "header declares")
         if chunk is not None and chunk[1] < chunk[0]:
             raise InvalidMediaError(
                 field, f"truncated wav: data chunk declares {chunk[0]} bytes, {chunk[1]} present"
@@ -193,10 +171,10 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
             raise InvalidMediaError(field, f"corrupt {kind.value} audio: {_error_text(e)}") from e
     if got == 0:
         raise InvalidMediaError(field, f"{kind.value} audio decoded to zero samples")
-    _check_seconds(got / rate, max_s, field, "decoded")
+    _check_seconds(got / rate, limits, kind, field, "decoded")
     # Compressed formats may stop a little short of their header (MP3 sizes are estimates
     # from the Xing header or the bitrate); a large gap is a cut-off file.
-    slack = declared // 20 if kind is Container.MP3 else declared // 100
+    slack = declared // 20 if kind is Format.MP3 else declared // 100
     if got < declared - max(rate // 10, slack):
         raise InvalidMediaError(
             field, f"truncated {kind.value}: {got} of {declared} declared samples decoded"
@@ -205,10 +183,10 @@ def _decode_soundfile(raw: bytes, kind: Container, limits: Limits, field: str) -
     return DecodedAudio(_to_mono_16k(stereo, rate, field), TARGET_RATE, rate, channels, kind)
 
 
-def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> DecodedAudio | None:
+def _decode_av(raw: bytes, kind: Format, limits: Limits, field: str) -> DecodedAudio | None:
     import av
 
-    max_s = _max_seconds(limits, kind)
+    max_s = float(getattr(limits, _seconds_limit(kind)))
 
     try:
         container = av.open(io.BytesIO(raw), mode="r")
@@ -221,9 +199,11 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
         rate = int(stream.codec_context.sample_rate or 0)
         _check_rate(rate, limits, field)
         if stream.duration is not None and stream.time_base is not None:
-            _check_seconds(float(stream.duration * stream.time_base), max_s, field, "header")
+            _check_seconds(float(stream.duration * stream.time_base), limits, kind, field, "header")
         elif container.duration is not None:
-            _check_seconds(container.duration / av.time_base, max_s, field, "header declares")
+            _check_seconds(
+                container.duration / av.time_base, limits, kind, field, "header declares"
+            )
         resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
         cap = int(max_s * TARGET_RATE)
         chunks: list[np.ndarray] = []
@@ -236,7 +216,7 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
                     chunks.append(chunk)
                     got += chunk.shape[0]
                 if got > cap:
-                    _check_seconds(got / TARGET_RATE, max_s, field, "decoded")
+                    _check_seconds(got / TARGET_RATE, limits, kind, field, "decoded")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
@@ -244,7 +224,7 @@ def _decode_av(raw: bytes, kind: Container, limits: Limits, field: str) -> Decod
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.shape[0] == 0:
         raise InvalidMediaError(field, f"the {kind.value} audio track decoded to zero samples")
-    _check_seconds(samples.shape[0] / TARGET_RATE, max_s, field, "decoded")
+    _check_seconds(samples.shape[0] / TARGET_RATE, limits, kind, field, "decoded")
     if not np.isfinite(samples).all():
         raise InvalidMediaError(field, "audio contains NaN or infinite samples")
     return DecodedAudio(samples, TARGET_RATE, rate, channels, kind)
@@ -268,8 +248,9 @@ def decode_audio(
     MediaTooLargeError (bytes or seconds over `limits`) or UnsupportedMediaError.
     """
     limits = limits or Limits()
-    max_bytes = max(limits.max_audio_bytes, limits.max_video_bytes)
-    raw = read_bytes(data, max_bytes, field)
+    # Which container it is is not known before reading: hold it to the larger byte limit.
+    larger = max(("max_audio_bytes", "max_video_bytes"), key=lambda n: getattr(limits, n))
+    raw = read_bytes(data, limits, larger, field)
     kind = sniff(raw[:HEAD_BYTES])
     if kind is None:
         raise UnsupportedMediaError(
@@ -277,9 +258,11 @@ def decode_audio(
             f"unrecognised container (first bytes {raw[:8]!r}); send wav, flac, ogg, mp3, "
             "or a video (mp4, mov, webm, mkv, avi) with an audio track",
         )
-    if not kind.is_video_container and len(raw) > limits.max_audio_bytes:
+    if kind not in VIDEO_CONTAINERS and len(raw) > limits.max_audio_bytes:
         raise MediaTooLargeError(
-            field, f"{len(raw)} bytes, over the limit of {limits.max_audio_bytes} bytes"
+            field,
+            f"{len(raw)} bytes, over the limit of {limits.max_audio_bytes} bytes",
+            limit="max_audio_bytes",
         )
     if kind in _SOUNDFILE:
         return _decode_soundfile(raw, kind, limits, field)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model.missing import MODALITIES
-from service.features.errors import MediaError
+from service.errors import MediaError
 from service.features.types import FeatureBatch
 
 EXIT_BAD_INPUT = 2

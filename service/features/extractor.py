@@ -1,4 +1,4 @@
-"""The one entry point: raw text / audio / video -> FeatureBatch, shared by training and serving.
+"""The one entry point: raw text / audio / video -> features, shared by training and serving.
 
 `FeatureExtractor` loads the encoders once and is safe to call from several threads
 (onnxruntime sessions and the tokenizers are thread-safe; the audio and video steps keep
@@ -13,30 +13,28 @@ import importlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR
 from model.missing import Modality
 from service.features.audio import AudioFeatureExtractor
 from service.features.audio_decode import read_bytes
 from service.features.spec import FeatureSpec
 from service.features.text import TextEncoder
-from service.features.types import AbsentReason, FeatureBatch, Limits, ModalityResult
+from service.features.types import (
+    AbsentReason,
+    FeatureBatch,
+    Media,
+    ModalityResult,
+    Sample,
+    SampleFeatures,
+)
+from service.limits import Limits
 
 log = logging.getLogger(__name__)
 
-Media = bytes | Path | str  # raw bytes, or a path (a str is taken as a path)
-DEFAULT_ENCODERS_DIR = Path(__file__).resolve().parents[2] / "bundle" / "encoders"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One request's inputs; any subset may be None."""
-
-    text: str | None = None
-    audio: Media | None = None
-    video: Media | None = None
+DEFAULT_ENCODERS_DIR = REPO_BUNDLE_DIR / ENCODERS_DIR
 
 
 def _as_media(value: Media) -> bytes | Path:
@@ -79,16 +77,16 @@ class FeatureExtractor:
     def extract(
         self, text: str | None = None, audio: Media | None = None, video: Media | None = None
     ) -> FeatureBatch:
-        """Features of one sample (B=1). Raises MediaError subclasses for bad input."""
-        return self.extract_many([Sample(text, audio, video)])
+        """Arrays of one sample (B=1), for scripts and the CLI. Raises MediaError."""
+        return FeatureBatch.stack(self.extract_many([Sample(text, audio, video)]))
 
-    def extract_many(self, samples: Sequence[Sample]) -> FeatureBatch:
-        """Features of B samples; their texts go through the text encoder as one batch."""
+    def extract_many(self, samples: Sequence[Sample]) -> list[SampleFeatures]:
+        """Features of each sample; their texts go through the text encoder as one batch.
+        Raises MediaError subclasses for bad input (the whole call fails)."""
         if not samples:
             raise ValueError("extract_many needs at least one sample")
         texts = self._texts(samples)
-        rows: list[dict[Modality, ModalityResult]] = []
-        timings: list[dict[str, float]] = []
+        rows: list[SampleFeatures] = []
         for i, sample in enumerate(samples):
             t0 = time.perf_counter()
             row = {Modality.TEXT: texts[i], **self._audio_video(sample)}
@@ -97,9 +95,8 @@ class FeatureExtractor:
                 stage.update(result.timings_ms)
             # The text batch's time is shared; count each sample's share in its total.
             stage["total"] = (time.perf_counter() - t0) * 1e3 + sum(texts[i].timings_ms.values())
-            rows.append(row)
-            timings.append({k: round(v, 3) for k, v in stage.items()})
-        return FeatureBatch.stack(rows, timings)
+            rows.append(SampleFeatures(row, {k: round(v, 3) for k, v in stage.items()}))
+        return rows
 
     def _texts(self, samples: Sequence[Sample]) -> list[ModalityResult]:
         length, dim = self.spec.shape(Modality.TEXT)
@@ -120,7 +117,9 @@ class FeatureExtractor:
         video_bytes: bytes | None = None
         if sample.video is not None:
             t0 = time.perf_counter()
-            video_bytes = read_bytes(_as_media(sample.video), self.limits.max_video_bytes, "video")
+            video_bytes = read_bytes(
+                _as_media(sample.video), self.limits, "max_video_bytes", "video"
+            )
             read_ms = (time.perf_counter() - t0) * 1e3
             if self.video is None:
                 video = ModalityResult.absent(Modality.VIDEO, lv, dv, AbsentReason.UNAVAILABLE)

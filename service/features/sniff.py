@@ -1,8 +1,8 @@
 """What a media file is, from its first bytes, never from its name.
 
-One table of signatures for the audio and the video decoders: each maps the `Format`
-to its own containers and decides what it refuses (`audio_decode.sniff`,
-`video_decode.sniff_container`).
+One table of signatures, and one `Format` enum, for the audio and the video decoders:
+each takes the formats it decodes and refuses the rest (`audio_decode.sniff`,
+`video_decode.sniff_container`); `Format` is also what `details.container` reports.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class Format(StrEnum):
         """How an error message names a file of this format."""
         return _DESCRIPTIONS.get(self, f"{self.value} media")
 
+
+# The containers a video (and its audio track) can come in: one set for both decoders.
+VIDEO_CONTAINERS = frozenset((Format.MP4, Format.MOV, Format.WEBM, Format.MKV, Format.AVI))
 
 _DESCRIPTIONS = {
     Format.FLAC: "FLAC audio",

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from model.manifest import sha256_file
+from model.files import sha256_file
 from model.missing import Modality
-from service.features.errors import MediaTooLargeError
-from service.features.types import AbsentReason, Limits, ModalityResult
+from service.errors import MediaTooLargeError
+from service.features.types import AbsentReason, ModalityResult
+from service.limits import Limits
 
 TEXT_SPEC_FILE = "text.json"
 CHUNK = 16  # rows per encoder run inside a batch (sorted by length, see encode_ids)
@@ -152,6 +153,7 @@ class TextEncoder:
                 field,
                 f"{len(text)} characters, over the limit of {self.limits.max_text_chars}; "
                 "send a shorter text",
+                limit="max_text_chars",
             )
         return bool(text.strip())
 
@@ -214,16 +216,9 @@ class TextEncoder:
                 "text_encode": (t2 - t1) * 1e3 / per,
             }
             for row, i in enumerate(todo):
-                results[i] = ModalityResult(
-                    modality=Modality.TEXT,
-                    features=feats[row],
-                    mask=mask[row],
-                    present=True,
-                    details={
-                        "tokens": len(ids[row]),
-                        "chars": len(texts[i]),
-                    },
-                    timings_ms=dict(timings),
+                details = {"tokens": len(ids[row]), "chars": len(texts[i])}
+                results[i] = ModalityResult.of(
+                    Modality.TEXT, feats[row], mask[row], details, dict(timings)
                 )
         return [r for r in results if r is not None]
 
@@ -231,4 +226,5 @@ class TextEncoder:
         return self.encode_batch([text], field)[0]
 
     def warmup(self) -> None:
-        self.encode("warm up the text encoder")
+        # Short enough for any MPLMM_MAX_TEXT_CHARS a deployment might set.
+        self.encode("warm up"[: self.limits.max_text_chars])

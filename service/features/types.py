@@ -1,33 +1,31 @@
-"""Data passed between the per-modality extractors, `extract()`, training and serving."""
+"""The data of one sample on its way from the client to the backbone, shared by the
+extractors, training and serving:
+
+    Sample (raw text / audio / video)  --extract-->  SampleFeatures (one ModalityResult
+    per modality: fixed-length features + presence)  --stack-->  FeatureBatch (arrays)
+
+The service batches `SampleFeatures` rows for the backbone; training stacks them into a
+`FeatureBatch`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model.missing import MODALITIES, Modality, types_from_presence
+from model.missing import MODALITIES, MissingType, Modality, types_from_presence
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-modality input limits. Enforced before a full decode where headers allow."""
-
-    max_text_chars: int = 2_000
-    max_audio_bytes: int = 20 * 1024 * 1024
-    max_audio_seconds: float = 60.0
-    max_video_bytes: int = 100 * 1024 * 1024
-    max_video_seconds: float = 60.0
-    max_video_frames: int = 3_000  # decoded frames, before fixed-rate sampling
-    max_video_pixels: int = 1920 * 1080  # width * height of one frame
-    min_audio_sample_rate: int = 4_000
-    max_audio_sample_rate: int = 384_000
+Media = bytes | Path | str  # raw bytes, or a path (a str is taken as a path)
 
 
 class AbsentReason(StrEnum):
-    """Why a modality is absent. `ModalityResult.reason` holds the value (a plain str)."""
+    """Why a modality is absent: the one list, reported as `modalities.<m>.reason`.
+    `ModalityResult.reason` holds the value (a plain str)."""
 
     NOT_SENT = "not_sent"
     EMPTY_TEXT = "empty_text"  # empty or whitespace-only
@@ -36,6 +34,19 @@ class AbsentReason(StrEnum):
     NO_AUDIO_TRACK = "no_audio_track"  # a video container without an audio stream
     NO_FACE = "no_face"  # too few sampled frames with a face (video)
     UNAVAILABLE = "extractor_unavailable"  # this build has no extractor for the modality
+    NOT_TRAINED_FOR_PACK = "not_trained_for_pack"  # the service: the pack never learnt it
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample's raw inputs, as a client sent them; any subset may be None."""
+
+    text: str | None = None
+    audio: Media | None = None
+    video: Media | None = None
+
+    def sent(self, modality: Modality) -> bool:
+        return getattr(self, modality.value) is not None
 
 
 @dataclass
@@ -44,8 +55,8 @@ class ModalityResult:
 
     `features` is `(L, D)` float32, left-padded (content ends at the last step); all zeros
     when absent. `mask` is `(L,)` bool, True on real steps. `reason` says why an absent
-    modality was dropped ("not_sent", "silent", "too_short", "no_face", ...). `details`
-    carries what the response reports: duration_s, frames, faces, tokens, ...
+    modality was dropped (an `AbsentReason` value). `details` carries what the response
+    reports: duration_s, frames, faces, tokens, ...
     """
 
     modality: Modality
@@ -55,6 +66,18 @@ class ModalityResult:
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        modality: Modality,
+        features: np.ndarray,
+        mask: np.ndarray,
+        details: dict[str, Any],
+        timings_ms: dict[str, float],
+    ) -> ModalityResult:
+        """A present result (what an extractor returns on success)."""
+        return cls(modality, features, mask, True, None, details, timings_ms)
 
     @classmethod
     def absent(
@@ -77,47 +100,84 @@ class ModalityResult:
             timings_ms=dict(timings_ms or {}),
         )
 
+    def dropped(self, reason: AbsentReason) -> ModalityResult:
+        """This modality made absent (zeros, fully masked, no details) for `reason`."""
+        return replace(
+            self,
+            features=np.zeros_like(self.features),
+            mask=np.zeros_like(self.mask),
+            present=False,
+            reason=reason.value,
+            details={},
+        )
+
+
+@dataclass(frozen=True)
+class SampleFeatures:
+    """One sample after extraction: a `ModalityResult` per modality (text, audio, video)
+    and the extraction's timings in ms. This is the row the service batches."""
+
+    results: Mapping[Modality, ModalityResult]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def not_sent(cls, shapes: Mapping[Modality, tuple[int, int]]) -> SampleFeatures:
+        """Every modality absent as `not_sent`; `shapes` gives each one's `(L, D)`."""
+        return cls(
+            {m: ModalityResult.absent(m, *shapes[m], AbsentReason.NOT_SENT) for m in MODALITIES}
+        )
+
+    def __getitem__(self, modality: Modality) -> ModalityResult:
+        return self.results[modality]
+
+    @property
+    def presence(self) -> tuple[bool, bool, bool]:
+        t, a, v = (self.results[m].present for m in MODALITIES)
+        return t, a, v
+
+    @property
+    def missing_type(self) -> MissingType:
+        """Raises model.missing.NoModalityError when nothing is present."""
+        return MissingType(int(types_from_presence(np.array([self.presence]))[0]))
+
+    def with_results(self, results: Mapping[Modality, ModalityResult]) -> SampleFeatures:
+        return SampleFeatures({**self.results, **results}, self.timings_ms)
+
 
 @dataclass
 class FeatureBatch:
     """B samples stacked: `text (B, Lt, Dt)`, `audio (B, La, Da)`, `video (B, Lv, Dv)`
     float32, `masks` per modality `(B, L)` bool, `present (B, 3)` bool in text/audio/video
-    order, and per-sample reports (one ModalityResult per modality, features dropped)."""
+    order, and the per-sample rows they came from."""
 
     text: np.ndarray
     audio: np.ndarray
     video: np.ndarray
     masks: dict[Modality, np.ndarray]
     present: np.ndarray
-    results: list[dict[Modality, ModalityResult]]
-    timings_ms: list[dict[str, float]]
+    results: list[SampleFeatures]
 
     def __len__(self) -> int:
         return int(self.present.shape[0])
 
-    def missing_types(self) -> np.ndarray:
-        """int64 `(B,)`; raises model.missing.NoModalityError for a sample with nothing."""
-        return types_from_presence(self.present)
+    @property
+    def timings_ms(self) -> list[Mapping[str, float]]:
+        return [s.timings_ms for s in self.results]
 
     @classmethod
-    def stack(
-        cls,
-        samples: list[dict[Modality, ModalityResult]],
-        timings_ms: list[dict[str, float]] | None = None,
-    ) -> FeatureBatch:
+    def stack(cls, samples: Sequence[SampleFeatures]) -> FeatureBatch:
         if not samples:
             raise ValueError("cannot stack an empty list of samples")
         arrays = {
             m: np.stack([s[m].features for s in samples]).astype(np.float32) for m in MODALITIES
         }
         masks = {m: np.stack([s[m].mask for s in samples]).astype(bool) for m in MODALITIES}
-        present = np.array([[s[m].present for m in MODALITIES] for s in samples], dtype=bool)
+        present = np.array([s.presence for s in samples], dtype=bool)
         return cls(
             text=arrays[Modality.TEXT],
             audio=arrays[Modality.AUDIO],
             video=arrays[Modality.VIDEO],
             masks=masks,
             present=present,
-            results=samples,
-            timings_ms=timings_ms if timings_ms is not None else [{} for _ in samples],
+            results=list(samples),
         )

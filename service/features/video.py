@@ -13,18 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model.missing import Modality
+from service.errors import InvalidMediaError
 from service.features import video_decode
-from service.features.errors import InvalidMediaError
 from service.features.face import DetectorConfig, FaceBox, FaceTracker, crop_face, pose_proxies
 from service.features.face import to_gray as _to_gray
-from service.features.types import Limits, ModalityResult
+from service.features.types import AbsentReason, ModalityResult
 from service.features.video_decode import (
     FIELD,
     DecodeStats,
@@ -35,6 +34,7 @@ from service.features.video_decode import (
     sample_frames,
 )
 from service.features.video_expression import EXPRESSIONS, ExpressionModel
+from service.limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ VIDEO_FEATURES: tuple[str, ...] = (
 VIDEO_DIM = len(VIDEO_FEATURES)
 # A truncated file decodes far fewer frames than its header promises.
 MIN_DECODED_FRACTION = 0.8
-
-
-class VideoReason(StrEnum):
-    NO_FACE = "no_face"
 
 
 @dataclass(frozen=True)
@@ -174,28 +170,15 @@ class VideoFeatureExtractor:
                 f"a face was found in {faces} of {n} sampled frames; "
                 f"at least {self.spec.min_face_fraction:.0%} are needed"
             )
-            return ModalityResult(
-                modality=Modality.VIDEO,
-                features=np.zeros((L, VIDEO_DIM), np.float32),
-                mask=np.zeros(L, bool),
-                present=False,
-                reason=VideoReason.NO_FACE.value,
-                details=details,
-                timings_ms=timings,
+            return ModalityResult.absent(
+                Modality.VIDEO, L, VIDEO_DIM, AbsentReason.NO_FACE, details, timings
             )
-        features, mask = pool_windows(frames, L)
+        features, mask = pool_face_windows(frames, L)
         details["expression_mean"] = {
             e: round(float(v), 4) for e, v in zip(EXPRESSIONS, scores.mean(axis=0), strict=True)
         }
         timings["pool"] = (time.perf_counter() - t2) * 1e3
-        return ModalityResult(
-            modality=Modality.VIDEO,
-            features=features,
-            mask=mask,
-            present=True,
-            details=details,
-            timings_ms=timings,
-        )
+        return ModalityResult.of(Modality.VIDEO, features, mask, details, timings)
 
     def _observe(
         self, cap: video_decode.Capture, header: VideoHeader, stats: DecodeStats
@@ -264,7 +247,7 @@ def describe_frames(obs: _Observations, scores: np.ndarray, width: int, height: 
     return out
 
 
-def pool_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+def pool_face_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """`(N, D)` frame descriptors -> `(length, D)` left-padded windows and `(length,)` mask.
 
     `min(length, N)` uniform windows; each averages its face frames (last column = face

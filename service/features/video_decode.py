@@ -14,48 +14,32 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
-from service.features.sniff import HEAD_BYTES, Format, sniff
-from service.features.types import Limits
+from service.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.sniff import HEAD_BYTES, VIDEO_CONTAINERS, Format, sniff
+from service.limits import Limits
 
 FIELD = "video"
 MAX_FPS = 1_000.0  # above this a header's frame rate is garbage
 
 
-class Container(StrEnum):
-    MP4 = "mp4"
-    MOV = "mov"
-    WEBM = "webm"
-    MKV = "mkv"
-    AVI = "avi"
-
-
-_CONTAINER_OF = {
-    Format.MP4: Container.MP4,
-    Format.MOV: Container.MOV,
-    Format.WEBM: Container.WEBM,
-    Format.MKV: Container.MKV,
-    Format.AVI: Container.AVI,
-}
 _SEND = "send mp4, mov, webm or avi"
 
 
-def sniff_container(head: bytes) -> Container:
+def sniff_container(head: bytes) -> Format:
     """The container of a file from its first bytes (`HEAD_BYTES` of them if available).
 
     Anything else is refused as unsupported (415), named when it is recognised."""
     if not head:
         raise InvalidMediaError(FIELD, "the file is empty (0 bytes)")
     fmt = sniff(head)
-    if fmt in _CONTAINER_OF:
-        return _CONTAINER_OF[fmt]
+    if fmt in VIDEO_CONTAINERS:
+        return fmt
     if fmt in (Format.WAV, Format.RIFF):
         kind = head[8:12].decode("latin-1").strip() or "unknown"
         raise UnsupportedMediaError(FIELD, f"a RIFF {kind} file is not a video; {_SEND}")
@@ -68,7 +52,7 @@ def sniff_container(head: bytes) -> Container:
 
 @dataclass(frozen=True)
 class VideoHeader:
-    container: Container
+    container: Format
     width: int
     height: int
     fps: float
@@ -97,7 +81,7 @@ def open_capture(path: Path) -> Capture:
 
 
 @contextlib.contextmanager
-def media_file(data: bytes | Path, limits: Limits) -> Iterator[tuple[Path, Container, int]]:
+def media_file(data: bytes | Path, limits: Limits) -> Iterator[tuple[Path, Format, int]]:
     """(path, container, size) for bytes or a path; bytes go to a temp file removed on exit.
     The size and the container are checked before anything is written or decoded."""
     if isinstance(data, bytes | bytearray | memoryview):
@@ -126,11 +110,13 @@ def media_file(data: bytes | Path, limits: Limits) -> Iterator[tuple[Path, Conta
 def _check_bytes(size: int, limits: Limits) -> None:
     if size > limits.max_video_bytes:
         raise MediaTooLargeError(
-            FIELD, f"{size} bytes is over the limit of {limits.max_video_bytes} bytes"
+            FIELD,
+            f"{size} bytes is over the limit of {limits.max_video_bytes} bytes",
+            limit="max_video_bytes",
         )
 
 
-def read_header(cap: Capture, container: Container, size: int) -> VideoHeader:
+def read_header(cap: Capture, container: Format, size: int) -> VideoHeader:
     """Header fields from an opened capture; raises InvalidMediaError on nonsense."""
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -153,15 +139,19 @@ def check_header(header: VideoHeader, limits: Limits) -> None:
             FIELD,
             f"{header.width}x{header.height} ({pixels / 1e6:.1f} MP per frame) is over the "
             f"limit of {limits.max_video_pixels / 1e6:.1f} MP; downscale the video first",
+            limit="max_video_pixels",
         )
     if header.frame_count > limits.max_video_frames:
         raise MediaTooLargeError(
-            FIELD, f"{header.frame_count} frames is over the limit of {limits.max_video_frames}"
+            FIELD,
+            f"{header.frame_count} frames is over the limit of {limits.max_video_frames}",
+            limit="max_video_frames",
         )
     if header.frame_count > 0 and header.duration_s > limits.max_video_seconds:
         raise MediaTooLargeError(
             FIELD,
             f"{header.duration_s:.1f} s is over the limit of {limits.max_video_seconds:g} s",
+            limit="max_video_seconds",
         )
 
 
@@ -188,12 +178,14 @@ def sample_frames(
                 FIELD,
                 f"stopped decoding after {limits.max_video_frames} frames (the limit); "
                 f"the header said {header.frame_count}",
+                limit="max_video_frames",
             )
         if t > limits.max_video_seconds:
             raise MediaTooLargeError(
                 FIELD,
                 f"stopped decoding at {t:.1f} s, over the limit of "
                 f"{limits.max_video_seconds:g} s; the header said {header.duration_s:.1f} s",
+                limit="max_video_seconds",
             )
         slot = math.floor((index - 1) * step + 1e-9)
         if slot == last_slot:
@@ -204,7 +196,9 @@ def sample_frames(
             raise InvalidMediaError(FIELD, f"frame {index} could not be decoded (corrupt data)")
         if frame.shape[0] * frame.shape[1] > limits.max_video_pixels:
             raise MediaTooLargeError(
-                FIELD, f"decoded frames are {frame.shape[1]}x{frame.shape[0]}, over the limit"
+                FIELD,
+                f"decoded frames are {frame.shape[1]}x{frame.shape[0]}, over the limit",
+                limit="max_video_pixels",
             )
         stats.sampled_frames += 1
         yield t, frame

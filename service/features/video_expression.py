@@ -15,8 +15,11 @@ import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
+# The encoder's files, as `mplmm build-encoders` (training/encoders/face.py) writes them.
 ONNX_NAME = "face_expression.onnx"
 JSON_NAME = "face_expression.json"
+# The version of the Keras -> ONNX port that wrote them; a folder with another is rebuilt.
+PORT_VERSION = "1"
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 INPUT_NAME = "face"
 BATCH = 64  # crops per ORT call: bounds memory for long videos

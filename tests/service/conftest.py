@@ -21,7 +21,7 @@ def svc_spec() -> Any:
 @pytest.fixture(scope="session")
 def svc_extractor(svc_spec: Any) -> Any:
     from service.features.extractor import FeatureExtractor
-    from service.features.types import Limits
+    from service.limits import Limits
 
     extractor = FeatureExtractor(ENCODERS, Limits(), spec=svc_spec)
     extractor.warmup()

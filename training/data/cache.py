@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model.manifest import sha256_file
+from model.files import sha256_file
 from model.missing import MODALITIES, Modality
-from service.features.errors import MediaError
-from service.features.extractor import Sample
+from service.errors import MediaError
+from service.features.types import Sample, SampleFeatures
 from training.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class FeatureCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npz"
 
-    def _save(self, result: dict[Modality, Any], path: Path) -> None:
+    def _save(self, result: SampleFeatures, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {}
         for m in MODALITIES:
             r = result[m]
@@ -106,16 +106,14 @@ class FeatureCache:
         """Extract uncached rows as one batch (texts batch well); when a file in it is bad,
         retry row by row so that only the bad row is skipped."""
         try:
-            batch = self.extractor.extract_many(
-                [Sample(r.text, r.audio, r.video) for r, _ in chunk]
-            )
+            rows = self.extractor.extract_many([Sample(r.text, r.audio, r.video) for r, _ in chunk])
         except MediaError as e:
             if len(chunk) > 1:
                 return [f for item in chunk for f in self._extract_chunk([item])]
             row = chunk[0][0]
             log.warning("skipping %s (row %d): %s", row.id, row.row, e)
             return [Failure(row.id, row.row, str(e))]
-        for (_, path), result in zip(chunk, batch.results, strict=True):
+        for (_, path), result in zip(chunk, rows, strict=True):
             self._save(result, path)
         return []
 

@@ -7,7 +7,12 @@ import pytest
 from features_media import SR, encode, mp4_with_audio, speechlike, tone
 
 from model.missing import Modality
-from service.features.audio import AudioFeatureExtractor, AudioSpec, frame_features, pool_windows
+from service.features.audio import (
+    AudioFeatureExtractor,
+    AudioSpec,
+    frame_features,
+    pool_frame_windows,
+)
 from service.features.types import AbsentReason
 
 SPEC = AudioSpec()
@@ -131,7 +136,7 @@ def test_video_audio_track_and_missing_track(extractor: AudioFeatureExtractor) -
 
 def test_pool_windows_means_uniform_windows() -> None:
     frames = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
-    out, mask = pool_windows(frames, 50)
+    out, mask = pool_frame_windows(frames, 50)
     assert mask.all()
     np.testing.assert_allclose(out, (frames[0::2] + frames[1::2]) / 2)
 
@@ -139,7 +144,7 @@ def test_pool_windows_means_uniform_windows() -> None:
 def test_pool_windows_uneven_split_covers_every_frame() -> None:
     frames = np.ones((77, 2), np.float32)
     frames[:, 1] = np.arange(77)
-    out, mask = pool_windows(frames, 50)
+    out, mask = pool_frame_windows(frames, 50)
     assert mask.all()
     np.testing.assert_allclose(out[:, 0], 1.0)
     assert np.all(np.diff(out[:, 1]) > 0)  # time order kept
@@ -149,11 +154,11 @@ def test_pool_windows_uneven_split_covers_every_frame() -> None:
 
 def test_pool_windows_left_pads_short_input() -> None:
     frames = np.full((7, 4), 2.0, np.float32)
-    out, mask = pool_windows(frames, 10)
+    out, mask = pool_frame_windows(frames, 10)
     assert mask.tolist() == [False] * 3 + [True] * 7
     assert not out[:3].any()
     assert (out[3:] == 2.0).all()
-    empty, empty_mask = pool_windows(np.zeros((0, 4), np.float32), 10)
+    empty, empty_mask = pool_frame_windows(np.zeros((0, 4), np.float32), 10)
     assert not empty.any()
     assert not empty_mask.any()
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from features_media import encode, mp4_with_audio, speechlike, tiny_full_encoders
 
-from model.missing import MissingType, Modality
+from model.missing import MissingType, Modality, types_from_presence
+from service.errors import InvalidMediaError, MediaTooLargeError
 from service.features.audio import AudioSpec
-from service.features.errors import InvalidMediaError, MediaTooLargeError
-from service.features.extractor import FeatureExtractor, Sample
+from service.features.extractor import FeatureExtractor
 from service.features.spec import FeatureSpec
 from service.features.text import TextSpec
-from service.features.types import AbsentReason, Limits
+from service.features.types import AbsentReason, FeatureBatch, Sample
+from service.limits import Limits
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_text_and_audio(no_video: FeatureExtractor) -> None:
     assert batch.audio.shape == (1, 32, 67)
     assert batch.masks[Modality.TEXT].shape == (1, 12)
     assert batch.masks[Modality.AUDIO].all()
-    assert batch.missing_types().tolist() == [MissingType.NO_VIDEO]
+    assert types_from_presence(batch.present).tolist() == [MissingType.NO_VIDEO]
     assert batch.results[0][Modality.AUDIO].details["source"] == "audio"
     timings = batch.timings_ms[0]
     assert {"text_tokenize", "text_encode", "audio_decode", "audio_features", "total"} <= set(
@@ -119,7 +120,7 @@ def test_extract_many_matches_one_by_one(no_video: FeatureExtractor) -> None:
         Sample(audio=encode(speechlike(1.0, seed=5), "FLAC")),
         Sample(text=""),
     ]
-    batch = no_video.extract_many(samples)
+    batch = FeatureBatch.stack(no_video.extract_many(samples))
     assert len(batch) == 4
     assert batch.present.tolist() == [
         [True, True, False],
@@ -176,8 +177,9 @@ def test_real_face_video_with_audio_track(with_video: FeatureExtractor, tmp_path
 
     batch = with_video.extract(text="i am so happy", video=path)
     row = batch.results[0]
-    assert batch.present.tolist() == [[True, True, True]], {m: r.reason for m, r in row.items()}
-    assert batch.missing_types().tolist() == [MissingType.FULL]
+    reasons = {m: r.reason for m, r in row.results.items()}
+    assert batch.present.tolist() == [[True, True, True]], reasons
+    assert types_from_presence(batch.present).tolist() == [MissingType.FULL]
     assert row[Modality.AUDIO].details["source"] == "video"
     assert row[Modality.VIDEO].details["faces"] >= 1
     assert batch.video.shape == (1, *with_video.spec.shape(Modality.VIDEO))

@@ -13,9 +13,10 @@ import sentencepiece as spm
 from features_media import WORDS, tiny_encoders_dir, write_text_encoder
 
 from model.missing import Modality
-from service.features.errors import MediaTooLargeError
+from service.errors import MediaTooLargeError
 from service.features.text import TEXT_SPEC_FILE, TextEncoder, TextSpec, TokenizerKind
-from service.features.types import AbsentReason, Limits
+from service.features.types import AbsentReason
+from service.limits import Limits
 
 LENGTH, DIM = 12, 8
 

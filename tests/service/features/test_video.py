@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 from model.missing import Modality
-from service.features.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
-from service.features.types import Limits
+from service.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
+from service.features.types import AbsentReason
 from service.features.video import (
     VIDEO_DIM,
     VIDEO_FEATURES,
     VideoFeatureExtractor,
-    VideoReason,
     VideoSpec,
-    pool_windows,
+    pool_face_windows,
 )
 from service.features.video_expression import EXPRESSIONS
+from service.limits import Limits
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -112,7 +112,7 @@ def test_camera_video_has_no_face(extractor, tmp_path: Path) -> None:
     camera = cv2.cvtColor(skimage_data.camera(), cv2.COLOR_GRAY2BGR)
     r = extractor.extract(write_pan(tmp_path / "camera.webm", camera, frames=50, fourcc="VP80"))
     assert not r.present
-    assert r.reason == VideoReason.NO_FACE.value == "no_face"
+    assert r.reason == AbsentReason.NO_FACE.value == "no_face"
     assert r.features.shape == (32, VIDEO_DIM)
     assert not r.features.any()
     assert not r.mask.any()
@@ -186,17 +186,17 @@ def test_limits_from_the_extractor_apply(encoders_dir: Path, face_mp4: Path) -> 
         ex.extract(face_mp4)
 
 
-def test_pool_windows_left_pads_and_averages_face_frames() -> None:
+def test_pool_face_windows_left_pads_and_averages_face_frames() -> None:
     d = 3
     frames = np.zeros((6, d), np.float32)
     frames[:, 0] = [1, 3, 0, 5, 7, 9]
     frames[:, -1] = [1, 1, 0, 1, 1, 1]  # frame 2 has no face
-    out, mask = pool_windows(frames, 4)  # 4 windows over 6 frames: [0,2) [2,3) [3,4) [4,6)
+    out, mask = pool_face_windows(frames, 4)  # 4 windows over 6 frames: [0,2) [2,3) [3,4) [4,6)
     assert out.shape == (4, d)
     assert mask.tolist() == [True] * 4
     np.testing.assert_allclose(out[:, 0], [2.0, 0.0, 5.0, 8.0])
     np.testing.assert_allclose(out[:, -1], [1.0, 0.0, 1.0, 1.0])
-    out, mask = pool_windows(frames, 10)  # fewer frames than steps: one frame per step
+    out, mask = pool_face_windows(frames, 10)  # fewer frames than steps: one frame per step
     assert mask.tolist() == [False] * 4 + [True] * 6
     np.testing.assert_array_equal(out[4:], frames)
     assert not out[:4].any()
