@@ -9,9 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Stage(StrEnum):
-    """Stages of one /predict request, as reported in `timings_ms` and the histogram."""
+    """Stages of one /predict request, as reported in `timings_ms` and the histogram.
+    `parse` is reading the HTTP body (or the CLI's files) into a request."""
 
-    DECODE = "decode"
+    PARSE = "parse"
     EXTRACT = "extract"
     QUEUE = "queue"
     INFER = "infer"
@@ -35,7 +36,7 @@ class ServiceMetrics:
         )
         self.latency = Histogram(
             "predict_latency_seconds",
-            "Latency of /predict per stage (decode, extract, queue, infer, total).",
+            "Latency of /predict per stage (parse, extract, queue, infer, total).",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
@@ -69,3 +70,8 @@ class ServiceMetrics:
             ["modality", "reason"],
             registry=self.registry,
         )
+
+    def count_request(self, pack: str, missing_type: str, status: int) -> None:
+        """One finished /predict request. `pack` is a loaded pack's name or "unknown",
+        never a client-chosen value; `missing_type` a MissingType name or "none"."""
+        self.requests.labels(pack=pack, missing_type=missing_type, status=str(status)).inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import fields
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -21,11 +22,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from service.features.types import Limits
+from model.layout import ENCODERS_DIR, PACK_NAME_PATTERN, PACKS_DIR, REPO_BUNDLE_DIR, user_data_dir
+from service.limits import ENV_PREFIX, Limits
 
-# service/settings.py -> repository root -> bundle/
-DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "bundle"
-ENV_PREFIX = "MPLMM_"
+DEFAULT_BUNDLE_DIR = REPO_BUNDLE_DIR
+_LIMITS = Limits()  # the limit settings take their defaults from here
 # Set while `Settings.from_env` builds: only its mapping counts, never os.environ.
 _EXPLICIT_ONLY: ContextVar[bool] = ContextVar("mplmm_settings_explicit_only", default=False)
 
@@ -59,9 +60,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     bundle_dir: Path = DEFAULT_BUNDLE_DIR
     packs_dir: Path | None = Field(
-        default=None, description="packs/<name>/<version>/; defaults to <bundle_dir>/packs"
+        default=None,
+        description="packs/<name>/<version>/, written by PUT /packs; defaults to the user's "
+        "data dir ($XDG_DATA_HOME/mplmm/packs), seeded from <bundle_dir>/packs when empty",
     )
-    default_pack: str = Field(default="sentiment", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    default_pack: str = Field(default="sentiment", pattern=PACK_NAME_PATTERN)
     admin_token: str | None = Field(default=None, description="unset: admin endpoints 403")
     execution_provider: ExecutionProvider = ExecutionProvider.AUTO
     intra_op_threads: int = Field(default=0, ge=0)
@@ -70,13 +73,17 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=256, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
     extract_workers: int = Field(default=4, ge=1)
-    max_text_chars: int = Field(default=2_000, ge=1)
-    max_audio_bytes: int = Field(default=20_971_520, ge=1)
-    max_audio_seconds: float = Field(default=60.0, gt=0)
-    max_video_bytes: int = Field(default=104_857_600, ge=1)
-    max_video_seconds: float = Field(default=60.0, gt=0)
-    max_video_frames: int = Field(default=3_000, ge=1)
-    max_video_pixels: int = Field(default=2_073_600, ge=1)
+    # Input limits: the same names as `Limits`, whose defaults they take.
+    max_text_chars: int = Field(default=_LIMITS.max_text_chars, ge=1)
+    max_audio_bytes: int = Field(default=_LIMITS.max_audio_bytes, ge=1)
+    max_audio_seconds: float = Field(default=_LIMITS.max_audio_seconds, gt=0)
+    max_video_bytes: int = Field(default=_LIMITS.max_video_bytes, ge=1)
+    max_video_seconds: float = Field(default=_LIMITS.max_video_seconds, gt=0)
+    max_video_frames: int = Field(default=_LIMITS.max_video_frames, ge=1)
+    max_video_pixels: int = Field(default=_LIMITS.max_video_pixels, ge=1)
+    min_audio_sample_rate: int = Field(default=_LIMITS.min_audio_sample_rate, ge=1)
+    max_audio_sample_rate: int = Field(default=_LIMITS.max_audio_sample_rate, ge=1)
+    max_pack_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="PUT /packs part")
     pack_watch_interval_s: float = Field(default=2.0, ge=0, description="0 turns it off")
     drain_timeout_s: float = Field(default=20.0, ge=0)
     log_level: LogLevel = LogLevel.INFO
@@ -118,27 +125,22 @@ class Settings(BaseSettings):
 
     @property
     def resolved_packs_dir(self) -> Path:
-        return self.packs_dir if self.packs_dir is not None else self.bundle_dir / "packs"
+        """Where packs are read and written: MPLMM_PACKS_DIR, else the user's data dir
+        (never the bundle, which may be the git tree or a read-only image layer)."""
+        return self.packs_dir if self.packs_dir is not None else user_data_dir() / PACKS_DIR
 
     @property
     def bundled_packs_dir(self) -> Path:
-        return self.bundle_dir / "packs"
+        """The bundle's packs: they seed an empty packs dir on first start."""
+        return self.bundle_dir / PACKS_DIR
 
     @property
     def encoders_dir(self) -> Path:
-        return self.bundle_dir / "encoders"
+        return self.bundle_dir / ENCODERS_DIR
 
     @property
     def limits(self) -> Limits:
-        return Limits(
-            max_text_chars=self.max_text_chars,
-            max_audio_bytes=self.max_audio_bytes,
-            max_audio_seconds=self.max_audio_seconds,
-            max_video_bytes=self.max_video_bytes,
-            max_video_seconds=self.max_video_seconds,
-            max_video_frames=self.max_video_frames,
-            max_video_pixels=self.max_video_pixels,
-        )
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
     @property
     def max_body_bytes(self) -> int:

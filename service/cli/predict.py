@@ -1,4 +1,4 @@
-"""`mplmm predict`: the /predict pipeline without a server; prints the same JSON."""
+"""`mplmm predict`: the /predict request path without a server; prints the same JSON."""
 
 from __future__ import annotations
 
@@ -16,43 +16,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", default=None, help="pack name (default: MPLMM_DEFAULT_PACK)")
 
 
-def _error(status: int, code: str, message: str) -> int:
-    sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
-    return 2 if status < 500 else 1
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from service.errors import ServiceError
-    from service.features.errors import MediaError
+    from service.errors import InvalidMediaError, ServiceError
+    from service.features.types import Sample
     from service.http.schemas import prediction_response
     from service.metrics import ServiceMetrics
     from service.runtime.packdir import check_pack_name
-    from service.runtime.pipeline import PredictRequest
     from service.runtime.runtime import ServiceRuntime
+    from service.runtime.types import PredictRequest
     from service.settings import get_settings
 
     settings = get_settings().model_copy(update={"pack_watch_interval_s": 0.0})
+
+    async def parse() -> PredictRequest:
+        for field in ("audio", "video"):
+            path = getattr(args, field)
+            if path is not None and not path.is_file():
+                raise InvalidMediaError(field, f"{path}: no such file")
+        sample = Sample(
+            text=args.text,
+            audio=args.audio.read_bytes() if args.audio else None,
+            video=args.video.read_bytes() if args.video else None,
+        )
+        return PredictRequest(sample, None if args.pack is None else check_pack_name(args.pack))
 
     async def once() -> int:
         runtime = ServiceRuntime(settings, ServiceMetrics())
         await runtime.load()
         try:
-            for path in (args.audio, args.video):
-                if path is not None and not path.is_file():
-                    return _error(422, "invalid_media", f"{path}: no such file")
-            req = PredictRequest(
-                text=args.text,
-                audio=args.audio.read_bytes() if args.audio else None,
-                video=args.video.read_bytes() if args.video else None,
-                pack=None if args.pack is None else check_pack_name(args.pack),
-            )
-            pred = await runtime.predict(req)
+            pred = await runtime.predict(parse)
         except ServiceError as exc:
-            return _error(exc.http_status, exc.code.value, exc.message)
-        except MediaError as exc:
-            return _error(exc.http_status, exc.code, f"{exc.field}: {exc.message}")
+            error = {"error": {"code": exc.code.value, "message": exc.message}}
+            sys.stdout.write(json.dumps(error) + "\n")
+            return 2 if exc.http_status < 500 else 1
         finally:
             await runtime.stop()
         body = prediction_response(pred, uuid.uuid4().hex)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.http.errors import install_error_handlers
-from service.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.http.middleware import BodyLimit, BodyLimitMiddleware, RequestContextMiddleware
 from service.http.routers import health, metrics, packs, predict
 from service.metrics import ServiceMetrics
 from service.runtime.runtime import ServiceRuntime
@@ -55,10 +55,11 @@ def create_app(
     for router in (predict.router, packs.router, health.router, metrics.router):
         app.include_router(router)
 
-    predict_limit = settings.max_body_bytes
-    pack_limit = packs.MAX_PACK_UPLOAD_BYTES + packs.MAX_MANIFEST_BYTES + 64 * 1024
+    predict_limit = BodyLimit(settings.max_body_bytes, ("max_audio_bytes", "max_video_bytes"))
+    pack_bytes = settings.max_pack_bytes + packs.MAX_MANIFEST_BYTES + 64 * 1024
+    pack_limit = BodyLimit(pack_bytes, ("max_pack_bytes",))
 
-    def limit_for(method: str, path: str) -> int | None:
+    def limit_for(method: str, path: str) -> BodyLimit | None:
         if method == "POST" and path == "/predict":
             return predict_limit
         if method == "PUT" and path.startswith("/packs/"):

@@ -1,5 +1,6 @@
 """Every error leaves as `{"error": {"code", "message"}}` with its status. Client mistakes
-map to 4xx through their typed exceptions; only an unexpected exception is a 500."""
+are `ServiceError`s (one tree, `service.errors`) and carry their status; FastAPI's own
+validation and routing errors are mapped here; only an unexpected exception is a 500."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ErrorCode, ServiceError
-from service.features.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,6 @@ def error_response(
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return error_response(exc.http_status, exc.code.value, exc.message, exc.headers)
-
-
-async def _media_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, MediaError)
-    return error_response(exc.http_status, exc.code, f"{exc.field}: {exc.message}")
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -76,7 +71,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(MediaError, _media_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,16 +7,17 @@ passes the limit, so an oversize upload never sits whole in memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ErrorCode, PayloadTooLargeError
+from service.errors import PayloadTooLargeError
+from service.http.errors import error_response
 from service.logs import request_id_var
 
 log = logging.getLogger("service.http.access")
@@ -24,8 +25,23 @@ log = logging.getLogger("service.http.access")
 REQUEST_ID_HEADER = "x-request-id"
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-# (method, path) -> body limit in bytes, or None for no limit.
-BodyLimit = Callable[[str, str], int | None]
+
+@dataclass(frozen=True)
+class BodyLimit:
+    """A route's body limit in bytes and the settings that raise it."""
+
+    bytes: int
+    settings: tuple[str, ...]
+
+    def exceeded(self, what: str) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"{what}, over the limit of {self.bytes} bytes for this route; send smaller files",
+            setting=self.settings,
+        )
+
+
+# (method, path) -> the route's body limit, or None for no limit.
+LimitFor = Callable[[str, str], BodyLimit | None]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -83,7 +99,7 @@ class RequestContextMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit of their route, checked as the body arrives."""
 
-    def __init__(self, app: ASGIApp, limit_for: BodyLimit) -> None:
+    def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
         self.app = app
         self.limit_for = limit_for
 
@@ -96,8 +112,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_413(send, scope, int(declared), limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit.bytes:
+            exc = limit.exceeded(f"request body is {int(declared)} bytes")
+            response = error_response(
+                exc.http_status, exc.code, exc.message, {"Connection": "close"}
+            )
+            await response(scope, receive, send)
             return
         received = 0
 
@@ -106,40 +126,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
+                if received > limit.bytes:
                     # Raised inside the route's body read; the error handler answers 413.
-                    raise PayloadTooLargeError(_too_large_message(received, limit, partial=True))
+                    raise limit.exceeded(f"request body is more than {received} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def _too_large_message(size: int, limit: int, *, partial: bool = False) -> str:
-    what = "more than" if partial else ""
-    return (
-        f"request body is {what} {size} bytes, over the limit of {limit} bytes for this route; "
-        "send smaller media (limits: MPLMM_MAX_AUDIO_BYTES, MPLMM_MAX_VIDEO_BYTES)"
-    ).replace("is  ", "is ")
-
-
-async def _send_413(send: Send, scope: Scope, size: int, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": ErrorCode.PAYLOAD_TOO_LARGE.value,
-                "message": _too_large_message(size, limit),
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Decode a /predict body (multipart or JSON with base64 media) into a PredictRequest.
+"""Parse a /predict body (multipart or JSON with base64 media) into a PredictRequest.
 
 Size checks come before copies: a multipart file is spooled to disk by the parser and
 its size checked before it is read into memory; a base64 string's decoded size is
@@ -21,9 +21,10 @@ from service.errors import (
     RequestValidationFailed,
     UnsupportedMediaTypeError,
 )
+from service.features.types import Sample
 from service.http.schemas import PredictJsonRequest
 from service.runtime.packdir import check_pack_name
-from service.runtime.pipeline import PredictRequest
+from service.runtime.types import PredictRequest
 from service.settings import Settings
 
 
@@ -42,10 +43,10 @@ def _limit(settings: Settings, field: str) -> int:
 
 
 def _too_large(field: str, size: int, limit: int) -> PayloadTooLargeError:
-    var = "MPLMM_MAX_AUDIO_BYTES" if field == "audio" else "MPLMM_MAX_VIDEO_BYTES"
     return PayloadTooLargeError(
-        f"{field}: {size} bytes is over the limit of {limit} bytes ({var}); send a shorter "
-        "or more compressed file"
+        f"{field}: {size} bytes is over the limit of {limit} bytes; send a shorter "
+        "or more compressed file",
+        setting=f"max_{field}_bytes",
     )
 
 
@@ -125,12 +126,12 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
         pack = form.get("pack")
         if isinstance(pack, UploadFile):
             raise RequestValidationFailed("pack: send the pack name as a text field")
-        return PredictRequest(
+        sample = Sample(
             text=None if text is None else await _text_value(text),
             audio=None if audio is None else await _file_bytes(settings, "audio", audio),
             video=None if video is None else await _file_bytes(settings, "video", video),
-            pack=_pack_name(pack),
         )
+        return PredictRequest(sample, pack=_pack_name(pack))
     finally:
         await form.close()
 
@@ -164,12 +165,12 @@ async def from_json(request: Request, settings: Settings) -> PredictRequest:
             loc = ".".join(str(x) for x in err.get("loc", ()))
             parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
         raise RequestValidationFailed("invalid JSON body: " + "; ".join(parts)) from exc
-    return PredictRequest(
+    sample = Sample(
         text=parsed.text,
         audio=_b64(settings, "audio", parsed.audio_b64),
         video=_b64(settings, "video", parsed.video_b64),
-        pack=_pack_name(parsed.pack),
     )
+    return PredictRequest(sample, pack=_pack_name(parsed.pack))
 
 
 async def read_predict_request(request: Request, settings: Settings) -> PredictRequest:

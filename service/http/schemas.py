@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN.md section 6), with examples."""
+"""Request and response bodies of the HTTP API (docs/API.md), with examples."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.layout import PACK_NAME_PATTERN
+from service.features.types import AbsentReason
 from service.runtime.packs import LoadedPack
-from service.runtime.pipeline import Prediction
-
-PACK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+from service.runtime.types import Prediction
 
 # ---------------------------------------------------------------- requests
 
@@ -84,12 +84,11 @@ class MissingTypeOut(BaseModel):
     present: list[str] = Field(examples=[["text"]])
 
 
-class ModalityReport(BaseModel):
+class ModalityOut(BaseModel):
     present: bool
     reason: str | None = Field(
         default=None,
-        description="why it was dropped: not_sent, empty_text, silent, too_short, "
-        "no_audio_track, no_face, not_trained_for_pack, ...",
+        description="why it was dropped: " + ", ".join(r.value for r in AbsentReason),
     )
     details: dict[str, Any] = Field(
         default_factory=dict, description="duration_s, frames, faces, tokens, source, ..."
@@ -97,9 +96,9 @@ class ModalityReport(BaseModel):
 
 
 class ModalitiesOut(BaseModel):
-    text: ModalityReport
-    audio: ModalityReport
-    video: ModalityReport
+    text: ModalityOut
+    audio: ModalityOut
+    video: ModalityOut
 
 
 class PredictResponse(BaseModel):
@@ -120,7 +119,7 @@ class PredictResponse(BaseModel):
                         "video": {"present": False, "reason": "not_sent", "details": {}},
                     },
                     "timings_ms": {
-                        "decode": 0.1,
+                        "parse": 0.1,
                         "extract": 10.9,
                         "queue": 3.2,
                         "infer": 1.8,
@@ -191,13 +190,13 @@ class ReadyResponse(BaseModel):
 def prediction_response(pred: Prediction, request_id: str) -> PredictResponse:
     """The /predict body of a Prediction (also what `mplmm predict` prints)."""
     mods = {
-        m.value: ModalityReport(present=o.present, reason=o.reason, details=dict(o.details))
-        for m, o in pred.modalities.items()
+        m.value: ModalityOut(present=r.present, reason=r.reason, details=dict(r.details))
+        for m, r in pred.modalities.items()
     }
     return PredictResponse(
-        label=pred.label,
-        scores=pred.scores,
-        score=pred.score,
+        label=pred.answer.label,
+        scores=pred.answer.scores,
+        score=pred.answer.score,
         pack=PackRef(name=pred.pack_name, version=pred.pack_version),
         missing_type=MissingTypeOut(
             id=int(pred.missing_type),

@@ -5,7 +5,8 @@
 <packs_dir>/<name>/CURRENT          the version in service (one line); optional
 ```
 
-Every write is a temporary sibling plus `os.replace`/`rename`, so a replica polling the
+Every write is a temporary sibling plus `os.replace`/`rename` (files through
+`model.files.atomic_write_bytes`: fsynced, world-readable), so a replica polling the
 directory sees either the old state or the new one, never a half-written pack. Which
 version is current: the one `CURRENT` names, else the highest version in natural order
 (so a bundle that ships packs without a pointer file still has an answer).
@@ -20,18 +21,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.files import atomic_write_bytes
+from model.layout import CURRENT_FILE, MANIFEST_FILE, PACK_FILE, is_pack_name, is_version
 from service.errors import InvalidPackNameError
-
-PACK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-CURRENT_FILE = "CURRENT"
-MANIFEST_FILE = "manifest.json"
-WEIGHTS_FILE = "pack.safetensors"
 
 
 def check_pack_name(name: str) -> str:
-    """The name itself, or InvalidPackNameError; the regex also rules out path traversal."""
-    if not PACK_NAME_RE.fullmatch(name):
+    """The name itself, or InvalidPackNameError; the pattern also rules out path traversal."""
+    if not is_pack_name(name):
         raise InvalidPackNameError(
             f"invalid pack name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', "
             "starting with a letter or digit"
@@ -40,7 +37,7 @@ def check_pack_name(name: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.fullmatch(version) or ".." in version:
+    if not is_version(version):
         raise InvalidPackNameError(
             f"invalid pack version {version!r}: use 1-64 of A-Z, a-z, 0-9, '.', '_', '+', '-'"
         )
@@ -69,9 +66,7 @@ class PackDir:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and PACK_NAME_RE.fullmatch(p.name)
-        )
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_pack_name(p.name))
 
     def versions(self, name: str) -> list[str]:
         base = self.root / name
@@ -80,7 +75,7 @@ class PackDir:
         found = [
             p.name
             for p in base.iterdir()
-            if p.is_dir() and VERSION_RE.fullmatch(p.name) and (p / MANIFEST_FILE).is_file()
+            if p.is_dir() and is_version(p.name) and (p / MANIFEST_FILE).is_file()
         ]
         return sorted(found, key=version_key)
 
@@ -91,7 +86,7 @@ class PackDir:
         version: str | None = None
         if pointer.is_file():
             named = pointer.read_text(encoding="utf-8").strip()
-            if VERSION_RE.fullmatch(named) and (base / named / MANIFEST_FILE).is_file():
+            if is_version(named) and (base / named / MANIFEST_FILE).is_file():
                 version = named
         if version is None:
             versions = self.versions(name)
@@ -108,8 +103,8 @@ class PackDir:
         tmp = base / f".tmp-{version}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            (tmp / WEIGHTS_FILE).write_bytes(weights)
-            (tmp / MANIFEST_FILE).write_bytes(manifest)
+            atomic_write_bytes(tmp / PACK_FILE, weights)
+            atomic_write_bytes(tmp / MANIFEST_FILE, manifest)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -128,10 +123,7 @@ class PackDir:
         shutil.rmtree(staged, ignore_errors=True)
 
     def set_current(self, name: str, version: str) -> None:
-        base = self.root / name
-        tmp = base / f".{CURRENT_FILE}.{uuid.uuid4().hex}"
-        tmp.write_text(version + "\n", encoding="utf-8")
-        os.replace(tmp, base / CURRENT_FILE)
+        atomic_write_bytes(self.root / name / CURRENT_FILE, (version + "\n").encode())
 
     def remove_pack(self, name: str) -> None:
         """Move `<name>/` out of sight in one rename, then delete it."""

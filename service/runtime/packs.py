@@ -1,6 +1,6 @@
 """A loaded pack version and the loader that validates one from disk.
 
-Validation before a pack may serve (DESIGN.md section 7): manifest schema; checksum of
+Validation before a pack may serve: manifest schema; checksum of
 `pack.safetensors`; backbone sha256 and feature-spec sha256 equal to the loaded ones;
 tensor names and shapes equal to the backbone's pack inputs. Then the registry runs a
 warm-up inference through the real session. Any failure is a PackValidationError.
@@ -19,20 +19,12 @@ import numpy as np
 
 from model.config import ModelConfig, Task
 from model.errors import BackboneInfoError, ModelError, PackError
-from model.manifest import (
-    BACKBONE_JSON,
-    BACKBONE_ONNX,
-    BackboneInfo,
-    PackManifest,
-    check_pack_fits,
-    pack_feed,
-    read_pack,
-    sha256_file,
-)
+from model.feeds import pack_feed
+from model.files import sha256_file
+from model.layout import BACKBONE_JSON, BACKBONE_ONNX
+from model.manifest import BackboneInfo, PackManifest, check_pack_fits, read_pack
 from model.missing import MODALITIES, NUM_MISSING_TYPES, Modality
 from service.errors import PackValidationError
-
-TaskKind = Task
 
 
 class BackboneLoadError(RuntimeError):
@@ -97,7 +89,7 @@ class LoadedPack:
 
     name: str
     version: str
-    task: TaskKind
+    task: Task
     labels: tuple[str, ...]
     modalities: frozenset[Modality]
     arrays: Mapping[str, np.ndarray]
@@ -114,21 +106,9 @@ class LoadedPack:
     def moved_to(self, path: Path) -> LoadedPack:
         return replace(self, path=path)
 
-    def regression_label(self, score: float) -> str:
-        """Regression packs: the label of a score. Two labels (negative, positive): the sign,
-        zero counting as positive (the MOSI Acc-2 convention); otherwise the nearest label
-        index on a scale centred on zero, as labels are ordered low to high."""
-        if len(self.labels) == 2:
-            return self.labels[1] if score >= 0 else self.labels[0]
-        if not self.labels:
-            return "positive" if score >= 0 else "negative"
-        mid = (len(self.labels) - 1) / 2
-        idx = int(np.clip(round(score + mid), 0, len(self.labels) - 1))
-        return self.labels[idx]
-
     def check_output(self, out: np.ndarray) -> None:
         """Raise PackValidationError unless a warm-up output is `(7, K)` and finite."""
-        k = len(self.labels) if self.task is TaskKind.CLASSIFICATION else None
+        k = len(self.labels) if self.task is Task.CLASSIFICATION else None
         if out.ndim != 2 or out.shape[0] != NUM_MISSING_TYPES:
             raise PackValidationError(f"warm-up output has shape {out.shape}, expected (7, K)")
         if k is not None and out.shape[1] != k:
@@ -137,20 +117,6 @@ class LoadedPack:
             )
         if not np.isfinite(out).all():
             raise PackValidationError(f"pack {self.name} gives non-finite outputs on warm-up")
-
-
-def warm_inputs(backbone: Backbone, pack: LoadedPack) -> dict[str, np.ndarray]:
-    """One row per missing type (zeros as features): exercises every branch once."""
-    b = NUM_MISSING_TYPES
-    (lt, la, lv), (dt, da, dv) = backbone.lengths, backbone.dims
-    feeds: dict[str, np.ndarray] = {
-        "text": np.zeros((b, lt, dt), np.float32),
-        "audio": np.zeros((b, la, da), np.float32),
-        "video": np.zeros((b, lv, dv), np.float32),
-        "missing_type": np.arange(b, dtype=np.int64),
-    }
-    feeds.update(pack.arrays)
-    return feeds
 
 
 def parse_manifest_bytes(data: bytes) -> tuple[str, str]:

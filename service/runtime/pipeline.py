@@ -1,124 +1,68 @@
-"""One request path: admit -> extract (thread pool) -> apply the pack -> batch -> ORT ->
-unbatch -> Prediction. The HTTP route and `mplmm predict` both call `predict()`.
+"""The request path, top to bottom, in one method (`InferencePipeline.predict`):
+
+    parse -> pick the pack -> admit -> extract -> apply the pack -> batch -> infer
+          -> decode the output -> Prediction
+
+Both callers hand it a parser: the HTTP route (the request body) and `mplmm predict`
+(its arguments). The pipeline times every stage and emits every per-request metric;
+the route only serialises the `Prediction`. Admission comes before extraction, because
+extraction is the costly part that the queue limit protects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from dataclasses import replace
+from enum import Enum
 from functools import partial
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from model.missing import MODALITIES, MissingType, Modality, NoModalityError
+from model.feeds import backbone_feeds
+from model.missing import MODALITIES, types_from_presence
 from service.errors import (
+    MediaError,
     NoUsableModalityError,
-    QueueFullError,
     RequestTimeoutError,
+    ServiceError,
     ShuttingDownError,
 )
-from service.features.errors import MediaError
-from service.features.extractor import Sample as ExtractSample
-from service.features.types import FeatureBatch
+from service.features.types import Sample, SampleFeatures
 from service.metrics import ServiceMetrics, Stage
-from service.runtime.batcher import BatchResult, DynamicBatcher
-from service.runtime.packs import LoadedPack, TaskKind
+from service.runtime import policy
+from service.runtime.admission import Admission, Ticket
+from service.runtime.batcher import DynamicBatcher
+from service.runtime.packs import LoadedPack
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
+from service.runtime.types import Prediction, PredictRequest
 
-log = logging.getLogger(__name__)
-
-Media = bytes | Path
-
-
-class DropReason(StrEnum):
-    """Reasons the service itself adds to the extractor's (not_sent, silent, no_face...)."""
-
-    NOT_TRAINED_FOR_PACK = "not_trained_for_pack"
+Parse = Callable[[], Awaitable[PredictRequest]]
 
 
 class Extractor(Protocol):
     """What the pipeline needs from `service.features.extractor.FeatureExtractor`."""
 
-    def extract(
-        self, text: str | None = None, audio: Media | None = None, video: Media | None = None
-    ) -> FeatureBatch: ...
-
-    def extract_many(self, samples: Sequence[ExtractSample]) -> FeatureBatch: ...
+    def extract_many(self, samples: Sequence[Sample]) -> list[SampleFeatures]: ...
 
 
 class _TextGroup(Enum):
-    """The one group of the text-extraction batcher (texts from any pack share a call)."""
+    """The one group of the text batcher: texts for any pack share a text-encoder call."""
 
     TEXT = "text"
 
 
-@dataclass(frozen=True)
-class PredictRequest:
-    text: str | None = None
-    audio: Media | None = None
-    video: Media | None = None
-    pack: str | None = None
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One row of a backbone call: fixed-length features and the missing type."""
-
-    text: np.ndarray  # (Lt, Dt)
-    audio: np.ndarray  # (La, Da)
-    video: np.ndarray  # (Lv, Dv)
-    missing_type: int
-
-
-@dataclass(frozen=True)
-class ModalityOutcome:
-    present: bool
-    reason: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    scores: dict[str, float] | None
-    score: float | None
-    pack_name: str
-    pack_version: str
-    missing_type: MissingType
-    modalities: dict[Modality, ModalityOutcome]
-    timings_ms: dict[str, float]
-    batch_size: int
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float64)
-
-
-def build_feeds(pack: LoadedPack, samples: Sequence[Sample]) -> dict[str, np.ndarray]:
-    """The backbone's inputs for a batch: stacked features, types, the pack's tensors."""
-    feeds: dict[str, np.ndarray] = {
-        "text": np.stack([s.text for s in samples]).astype(np.float32, copy=False),  # (B,Lt,Dt)
-        "audio": np.stack([s.audio for s in samples]).astype(np.float32, copy=False),
-        "video": np.stack([s.video for s in samples]).astype(np.float32, copy=False),
-        "missing_type": np.array([s.missing_type for s in samples], dtype=np.int64),  # (B,)
-    }
-    feeds.update(pack.arrays)
-    return feeds
+def _ms_since(t: float) -> float:
+    return (time.perf_counter() - t) * 1e3
 
 
 class InferencePipeline:
-    """The request path. Owns the extraction pool and the batcher; the registry, the
-    session and the extractor are built (and warmed) by the runtime."""
+    """Owns admission, the extraction pool and both batchers. The session, the registry
+    and the extractor are built (and warmed) by the runtime."""
 
     def __init__(
         self,
@@ -137,235 +81,134 @@ class InferencePipeline:
         self.registry = registry
         self.extractor = extractor
         self.metrics = metrics
-        self.max_queue = max_queue
         self.request_timeout_s = request_timeout_s
-        self._extract_pool = ThreadPoolExecutor(
-            max_workers=extract_workers, thread_name_prefix="mplmm-extract"
-        )
-        self.batcher: DynamicBatcher[LoadedPack, Sample, np.ndarray] = DynamicBatcher(
-            self._run_batch,
+        self.admission = Admission(max_queue, metrics.queue_depth.set)
+        self._pool = ThreadPoolExecutor(extract_workers, thread_name_prefix="mplmm-extract")
+        self.batcher: DynamicBatcher[LoadedPack, SampleFeatures, np.ndarray] = DynamicBatcher(
+            self._infer,
             max_batch=max_batch,
             max_wait_s=max_wait_s,
             on_batch=metrics.batch_size.observe,
-            nothing_else_coming=lambda: self._before_ort == 0,
+            nothing_else_coming=self.admission.nothing_else_coming,
             name="ort",
         )
-        # Text-only requests share one text-encoder call: MiniLM per utterance is about
-        # half as costly at batch 16+ as alone (DESIGN.md section 10).
-        self.text_batcher: DynamicBatcher[_TextGroup, str, FeatureBatch] = DynamicBatcher(
+        # MiniLM costs about half as much per utterance at batch 16+ as alone.
+        self.text_batcher: DynamicBatcher[_TextGroup, str, SampleFeatures] = DynamicBatcher(
             self._extract_texts, max_batch=max_batch, max_wait_s=max_wait_s, name="text"
         )
-        self.in_flight = 0
-        self._before_ort = 0  # admitted requests not yet queued for the backbone
-        self._closing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self.admission.in_flight
 
     def start(self) -> None:
         self.batcher.start()
         self.text_batcher.start()
 
-    def _run_batch(self, pack: LoadedPack, samples: Sequence[Sample]) -> list[np.ndarray]:
-        return list(self.session.run(build_feeds(pack, samples)))  # B rows of (K,)
-
-    def _extract_texts(
-        self, _: _TextGroup, texts: Sequence[str]
-    ) -> list[FeatureBatch | BaseException]:
-        try:
-            fb = self.extractor.extract_many([ExtractSample(text=t) for t in texts])
-        except MediaError:
-            # One bad text (e.g. over the limit) must not fail the others: redo one by one.
-            return [self._extract_one_text(t) for t in texts]
-        return [FeatureBatch.stack([fb.results[i]], [fb.timings_ms[i]]) for i in range(len(fb))]
-
-    def _extract_one_text(self, text: str) -> FeatureBatch | BaseException:
-        try:
-            return self.extractor.extract(text=text)
-        except MediaError as exc:
-            return exc
-
-    # -------------------------------------------------------------- admission
-
-    def _admit(self) -> None:
-        if self._closing:
-            raise ShuttingDownError()
-        if self.in_flight >= self.max_queue:
-            raise QueueFullError(
-                f"{self.in_flight} requests are already queued (MPLMM_MAX_QUEUE="
-                f"{self.max_queue}); retry after the Retry-After delay"
-            )
-        self.in_flight += 1
-        self._before_ort += 1
-        self._idle.clear()
-        self.metrics.queue_depth.set(self.in_flight)
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-        self.metrics.queue_depth.set(self.in_flight)
-        if self.in_flight == 0:
-            self._idle.set()
-
-    def stop_admitting(self) -> None:
-        self._closing = True
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Stop admitting; wait for admitted requests. True when all finished in time."""
-        self._closing = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            log.warning("drain timed out with %d requests in flight", self.in_flight)
-            return False
-        return True
-
-    async def close(self, timeout_s: float) -> None:
-        await self.drain(timeout_s)
+    async def close(self, drain_timeout_s: float) -> None:
+        await self.admission.drain(drain_timeout_s)
         await self.batcher.close(0.0)
         await self.text_batcher.close(0.0)
-        self._extract_pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # -------------------------------------------------------------- predict
+    # ------------------------------------------------------------------ the path
 
-    async def predict(self, req: PredictRequest) -> Prediction:
-        """Raises ServiceError or MediaError subclasses for everything a client can fix."""
+    async def predict(self, parse: Parse) -> Prediction:
+        """Raises ServiceError subclasses for everything a client can fix."""
         start = time.perf_counter()
-        if self._closing:
-            raise ShuttingDownError()
-        sent = {Modality.TEXT: req.text, Modality.AUDIO: req.audio, Modality.VIDEO: req.video}
-        if all(v is None for v in sent.values()):
-            raise NoUsableModalityError(
-                "no modality sent: send at least one of text, audio or video"
-            )
-        pack = self.registry.get(req.pack)  # pinned: a later swap does not affect us
-        self._admit()
+        pack_label = "unknown"  # never a client-chosen label value
         try:
-            async with asyncio.timeout(self.request_timeout_s):
-                return await self._predict_admitted(req, pack, start)
+            req = await parse()
+            parse_ms = _ms_since(start)
+            if self.admission.closing:
+                raise ShuttingDownError()
+            pack = self.registry.get(req.pack)  # pinned: a later swap does not affect us
+            pack_label = pack.name
+            if not any(req.sample.sent(m) for m in MODALITIES):
+                raise NoUsableModalityError(
+                    "no modality sent: send at least one of text, audio or video"
+                )
+            with self.admission.admit() as ticket:
+                async with asyncio.timeout(self.request_timeout_s):
+                    pred = await self._admitted(req.sample, pack, ticket)
         except TimeoutError as exc:
+            self.metrics.count_request(pack_label, "none", RequestTimeoutError.http_status)
             raise RequestTimeoutError(
                 f"the request took longer than MPLMM_REQUEST_TIMEOUT_S="
                 f"{self.request_timeout_s:g} s; send shorter media or retry later"
             ) from exc
-        finally:
-            self._release()
-
-    def _extract_args(self, req: PredictRequest, pack: LoadedPack) -> dict[str, Any]:
-        trained = pack.modalities
-        args: dict[str, Any] = {}
-        if req.text is not None and Modality.TEXT in trained:
-            args["text"] = req.text
-        if req.audio is not None and Modality.AUDIO in trained:
-            args["audio"] = req.audio
-        # A video is decoded when the pack reads video, or for its audio track when the
-        # pack reads audio and no separate audio was sent.
-        wants_track = Modality.AUDIO in trained and req.audio is None
-        if req.video is not None and (Modality.VIDEO in trained or wants_track):
-            args["video"] = req.video
-        return args
-
-    async def _predict_admitted(
-        self, req: PredictRequest, pack: LoadedPack, start: float
-    ) -> Prediction:
-        queued_for_ort = False
-        try:
-            timings: dict[str, float] = {}
-            args = self._extract_args(req, pack)
-            t = time.perf_counter()
-            fb: FeatureBatch | None = None
-            if list(args) == ["text"]:
-                fb = (await self.text_batcher.submit(_TextGroup.TEXT, args["text"])).output
-            elif args:
-                loop = asyncio.get_running_loop()
-                fb = await loop.run_in_executor(
-                    self._extract_pool, partial(self.extractor.extract, **args)
-                )
-            timings[Stage.EXTRACT.value] = (time.perf_counter() - t) * 1e3
-            if fb is not None:
-                for key, ms in fb.timings_ms[0].items():
-                    timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
-            sample, outcomes = self._apply_pack(req, pack, fb)
-            for m, o in outcomes.items():
-                if not o.present and o.reason is not None:
-                    self.metrics.modality_dropped.labels(modality=m.value, reason=o.reason).inc()
-            self._before_ort -= 1
-            queued_for_ort = True
-            result = await self.batcher.submit(pack, sample)
-        finally:
-            if not queued_for_ort:
-                self._before_ort -= 1
-        timings[Stage.QUEUE.value] = result.queue_ms
-        timings[Stage.INFER.value] = result.infer_ms
-        timings[Stage.TOTAL.value] = (time.perf_counter() - start) * 1e3
-        for stage in (Stage.EXTRACT, Stage.QUEUE, Stage.INFER):
+        except ServiceError as exc:
+            self.metrics.count_request(pack_label, "none", exc.http_status)
+            raise
+        except Exception:
+            self.metrics.count_request(pack_label, "none", 500)
+            raise
+        timings = {Stage.PARSE.value: parse_ms, **pred.timings_ms}
+        timings[Stage.TOTAL.value] = _ms_since(start)
+        for stage in Stage:
             self.metrics.latency.labels(stage=stage.value).observe(timings[stage.value] / 1e3)
-        return self._unbatch(pack, sample, outcomes, result, timings)
+        self.metrics.count_request(pack.name, pred.missing_type.name, 200)
+        return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
 
-    def _apply_pack(
-        self, req: PredictRequest, pack: LoadedPack, fb: FeatureBatch | None
-    ) -> tuple[Sample, dict[Modality, ModalityOutcome]]:
-        """Per modality: features from the extractor, or zeros when absent or when the
-        pack was never trained on it (then it counts as absent, and the response says)."""
-        arrays: dict[Modality, np.ndarray] = {}
-        outcomes: dict[Modality, ModalityOutcome] = {}
-        sent = {Modality.TEXT: req.text, Modality.AUDIO: req.audio, Modality.VIDEO: req.video}
-        for i, m in enumerate(MODALITIES):
-            shape = pack.input_shapes[m]  # (L, D) of the backbone input
-            result = fb.results[0].get(m) if fb is not None else None
-            untrained = m not in pack.modalities
-            if untrained and (sent[m] is not None or (result is not None and result.present)):
-                outcomes[m] = ModalityOutcome(False, DropReason.NOT_TRAINED_FOR_PACK.value)
-                arrays[m] = np.zeros(shape, dtype=np.float32)
-            elif fb is not None and result is not None:
-                present = bool(fb.present[0, i])
-                outcomes[m] = ModalityOutcome(
-                    present, None if present else (result.reason or "absent"), result.details
-                )
-                feats = (fb.text, fb.audio, fb.video)[i][0]
-                arrays[m] = feats if present else np.zeros(shape, dtype=np.float32)
-            else:
-                outcomes[m] = ModalityOutcome(False, "not_sent")
-                arrays[m] = np.zeros(shape, dtype=np.float32)
-        presence = [outcomes[m].present for m in MODALITIES]
-        try:
-            mt = MissingType.from_presence(*presence)
-        except NoModalityError as exc:
-            why = ", ".join(f"{m.value}: {o.reason}" for m, o in outcomes.items())
-            raise NoUsableModalityError(
-                f"no usable modality for pack {pack.name} ({why}); send at least one "
-                f"modality the pack was trained on ({', '.join(pack.modality_names)}) "
-                "with usable content"
-            ) from exc
-        sample = Sample(arrays[Modality.TEXT], arrays[Modality.AUDIO], arrays[Modality.VIDEO], mt)
-        return sample, outcomes
+    async def _admitted(self, sent: Sample, pack: LoadedPack, ticket: Ticket) -> Prediction:
+        t = time.perf_counter()
+        features = await self._extract(policy.inputs_to_extract(sent, pack.modalities), pack)
+        timings = {Stage.EXTRACT.value: _ms_since(t)}
+        for key, ms in features.timings_ms.items():
+            timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
 
-    @staticmethod
-    def _unbatch(
-        pack: LoadedPack,
-        sample: Sample,
-        outcomes: dict[Modality, ModalityOutcome],
-        result: BatchResult[np.ndarray],
-        timings: dict[str, float],
-    ) -> Prediction:
-        row = result.output  # (K,)
-        if pack.task is TaskKind.CLASSIFICATION:
-            probs = softmax(row[None, :])[0]
-            scores: dict[str, float] | None = {
-                lab: float(p) for lab, p in zip(pack.labels, probs, strict=True)
-            }
-            label = pack.labels[int(np.argmax(probs))]
-            score = None
-        else:
-            scores = None
-            score = float(row[0])
-            label = pack.regression_label(score)
+        row = policy.apply_pack(sent, features, pack.modalities)
+        for m in MODALITIES:
+            if row[m].reason is not None:
+                self.metrics.modality_dropped.labels(modality=m.value, reason=row[m].reason).inc()
+        missing_type = policy.missing_type_of(row, pack.name, pack.modalities)
+
+        ticket.queued_for_backbone()
+        out = await self.batcher.submit(pack, row)
+        timings[Stage.QUEUE.value] = out.queue_ms
+        timings[Stage.INFER.value] = out.infer_ms
         return Prediction(
-            label=label,
-            scores=scores,
-            score=score,
+            answer=policy.decode_output(pack.task, pack.labels, out.output),
             pack_name=pack.name,
             pack_version=pack.version,
-            missing_type=MissingType(sample.missing_type),
-            modalities=outcomes,
-            timings_ms={k: round(v, 3) for k, v in timings.items()},
-            batch_size=result.batch_size,
+            missing_type=missing_type,
+            modalities=row.results,
+            timings_ms=timings,
+            batch_size=out.batch_size,
         )
+
+    # ------------------------------------------------------------------ stages
+
+    async def _extract(self, sample: Sample, pack: LoadedPack) -> SampleFeatures:
+        """Text alone goes through the text batcher; media through the extraction pool;
+        nothing (the pack reads none of what was sent) is answered at once."""
+        if sample.audio is None and sample.video is None:
+            if sample.text is None:
+                return SampleFeatures.not_sent(pack.input_shapes)
+            return (await self.text_batcher.submit(_TextGroup.TEXT, sample.text)).output
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(
+            self._pool, partial(self.extractor.extract_many, [sample])
+        )
+        return rows[0]
+
+    def _extract_texts(
+        self, _: _TextGroup, texts: Sequence[str]
+    ) -> list[SampleFeatures | BaseException]:
+        try:
+            return list(self.extractor.extract_many([Sample(text=t) for t in texts]))
+        except MediaError:
+            # One bad text (e.g. over the limit) must not fail the others: redo one by one.
+            return [self._extract_one_text(t) for t in texts]
+
+    def _extract_one_text(self, text: str) -> SampleFeatures | BaseException:
+        try:
+            return self.extractor.extract_many([Sample(text=text)])[0]
+        except MediaError as exc:
+            return exc
+
+    def _infer(self, pack: LoadedPack, rows: Sequence[SampleFeatures]) -> list[np.ndarray]:
+        """One backbone call for rows of one pack version: B rows of `(K,)`."""
+        text, audio, video = (np.stack([r[m].features for r in rows]) for m in MODALITIES)
+        types = types_from_presence(np.array([r.presence for r in rows]))  # (B,)
+        return list(self.session.run(backbone_feeds(text, audio, video, types, pack.arrays)))

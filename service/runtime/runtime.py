@@ -11,13 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.errors import NotReadyError, ShuttingDownError
+from model.feeds import warmup_feeds
+from service.errors import NotReadyError, ServiceError, ShuttingDownError
 from service.metrics import ServiceMetrics
 from service.runtime.packdir import PackDir
-from service.runtime.packs import Backbone, LoadedPack, PackLoader, warm_inputs
-from service.runtime.pipeline import Extractor, InferencePipeline, Prediction, PredictRequest
+from service.runtime.packs import Backbone, LoadedPack, PackLoader
+from service.runtime.pipeline import Extractor, InferencePipeline, Parse
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
+from service.runtime.types import Prediction
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,8 @@ class ServiceRuntime:
             log.info("seeded an empty packs dir from the bundle", extra={"packs": names})
 
         def warm(pack: LoadedPack) -> None:
-            out = session.run(warm_inputs(backbone, pack))  # (7, K): every missing type
+            feeds = warmup_feeds(backbone.lengths, backbone.dims, pack.arrays)
+            out = session.run(feeds)  # (7, K): every missing type
             pack.check_output(out)
 
         registry = PackRegistry(
@@ -195,7 +198,7 @@ class ServiceRuntime:
             log.info("draining: no new requests admitted")
         self.phase = Phase.DRAINING
         if self.pipeline is not None:
-            self.pipeline.stop_admitting()
+            self.pipeline.admission.stop()
 
     async def stop(self) -> None:
         self.begin_drain()
@@ -243,5 +246,11 @@ class ServiceRuntime:
             return self.registry
         raise NotReadyError(f"not ready: {self.readiness().reason}")
 
-    async def predict(self, req: PredictRequest) -> Prediction:
-        return await self.ready_pipeline().predict(req)
+    async def predict(self, parse: Parse) -> Prediction:
+        """The request path (`InferencePipeline.predict`) once ready; 503 before."""
+        try:
+            pipeline = self.ready_pipeline()
+        except ServiceError as exc:
+            self.metrics.count_request("unknown", "none", exc.http_status)
+            raise
+        return await pipeline.predict(parse)

@@ -1,8 +1,8 @@
 """The onnxruntime session of the frozen backbone, on the execution provider it really got.
 
-onnxruntime-gpu lists the CUDA provider even on a machine without a GPU (DESIGN.md
-section 10), so the provider in use is read back from `session.get_providers()` after
-the session is built, never inferred from what is available.
+onnxruntime-gpu lists the CUDA provider even on a machine without a GPU, so the provider
+in use is read back from `session.get_providers()` after the session is built, never
+inferred from what is available.
 """
 
 from __future__ import annotations

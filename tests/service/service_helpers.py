@@ -23,7 +23,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from model.missing import MODALITIES
-from service.features.types import FeatureBatch
+from service.features.types import SampleFeatures
 from service.http.app import create_app
 from service.metrics import ServiceMetrics
 from service.runtime.runtime import LoadedExtractor, ServiceRuntime
@@ -44,16 +44,15 @@ class TinyBundle:
     feature_spec_sha256: str
 
 
-def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
-    """Backbone + packs sentiment 1.0.0 (3 labels; text, audio, video) and emotion 1.0.0
-    (7 labels; text, audio); uploads: sentiment 2.0.0, emotion 2.0.0."""
+def export_tiny_backbone(out: Path, spec: Any, task: Any = None, output_dim: int = 3) -> Any:
+    """A tiny backbone (d=8, one layer) with the real feature dims and lengths, exported
+    to `out/backbone.onnx`, with `out/encoders` -> the built encoders. Returns
+    (config, BackboneInfo)."""
     import torch
 
     from model.config import ModelConfig, Task
     from model.export import export_backbone_onnx
-    from model.io import save_pack
     from model.mult import MPLMM
-    from model.prompts import PromptPack
 
     shapes = [spec.shape(m) for m in MODALITIES]
     config = ModelConfig(
@@ -64,15 +63,27 @@ def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
         layers=1,
         self_layers=1,
         prompt_length=2,
-        task=Task.CLASSIFICATION,
-        output_dim=3,
+        task=task or Task.CLASSIFICATION,
+        output_dim=output_dim,
     )
     torch.manual_seed(0)
     model = MPLMM(config).eval()
     out.mkdir(parents=True, exist_ok=True)
-    fs = spec.sha256()
-    info = export_backbone_onnx(model, out / "backbone.onnx", feature_spec_sha256=fs)
+    info = export_backbone_onnx(model, out / "backbone.onnx", feature_spec_sha256=spec.sha256())
     (out / "encoders").symlink_to(ENCODERS)
+    return config, info
+
+
+def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
+    """Backbone + packs sentiment 1.0.0 (3 labels; text, audio, video) and emotion 1.0.0
+    (7 labels; text, audio); uploads: sentiment 2.0.0, emotion 2.0.0."""
+    import torch
+
+    from model.io import save_pack
+    from model.prompts import PromptPack
+
+    config, info = export_tiny_backbone(out, spec)
+    fs = spec.sha256()
 
     def pack(seed: int, k: int = 3) -> PromptPack:
         # One backbone serves heads of any size K: emotion has 7 labels, sentiment 3.
@@ -156,19 +167,12 @@ class GatedExtractor:
         if not self.gate.wait(30):
             raise RuntimeError("gate never opened")
 
-    def extract(
-        self, text: str | None = None, audio: Any = None, video: Any = None
-    ) -> FeatureBatch:
-        self._wait()
-        if text == "boom":
-            raise RuntimeError("extractor exploded")
-        return self.inner.extract(text=text, audio=audio, video=video)
-
-    def extract_many(self, samples: Sequence[Any]) -> FeatureBatch:
+    def extract_many(self, samples: Sequence[Any]) -> list[SampleFeatures]:
         self._wait(len(samples))
         if any(s.text == "boom" for s in samples):
             raise RuntimeError("extractor exploded")
-        return self.inner.extract_many(samples)
+        rows: list[SampleFeatures] = self.inner.extract_many(samples)
+        return rows
 
     def wait_entered(self, n: int, timeout: float = 30.0) -> None:
         for _ in range(n):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from service.limits import Limits
 from service.settings import (
     DEFAULT_BUNDLE_DIR,
     ExecutionProvider,
@@ -16,11 +18,15 @@ from service.settings import (
 )
 
 
-def test_defaults_match_the_configuration_table() -> None:
+def test_defaults_match_the_configuration_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", "/data/home")
     s = Settings.from_env({})
     assert (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.bundle_dir == DEFAULT_BUNDLE_DIR
-    assert s.resolved_packs_dir == DEFAULT_BUNDLE_DIR / "packs"
+    # A local server writes packs to the user's data dir, never into the bundle (the git
+    # tree); the bundle's packs only seed it.
+    assert s.resolved_packs_dir == Path("/data/home/mplmm/packs")
+    assert s.bundled_packs_dir == DEFAULT_BUNDLE_DIR / "packs"
     assert s.default_pack == "sentiment"
     assert s.admin_token is None
     assert s.execution_provider is ExecutionProvider.AUTO
@@ -46,6 +52,23 @@ def test_limits_follow_the_settings() -> None:
     s = Settings.from_env({"MPLMM_MAX_TEXT_CHARS": "10", "MPLMM_MAX_VIDEO_FRAMES": "7"})
     assert s.limits.max_text_chars == 10
     assert s.limits.max_video_frames == 7
+
+
+def test_every_limit_is_a_setting_with_the_same_default() -> None:
+    # One definition: the extractors' Limits; each field is a setting of the same name.
+    defaults, settings = Limits(), Settings.from_env({})
+    for f in fields(Limits):
+        assert f.name in Settings.model_fields, f.name
+        assert getattr(settings, f.name) == getattr(defaults, f.name), f.name
+    assert settings.limits == defaults
+
+
+def test_packs_dir_falls_back_to_home_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert Settings.from_env({}).resolved_packs_dir == Path(
+        "/home/someone/.local/share/mplmm/packs"
+    )
 
 
 def test_empty_admin_token_means_disabled() -> None:

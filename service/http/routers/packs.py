@@ -7,8 +7,12 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
-from service.errors import RequestValidationFailed, UnsupportedMediaTypeError
-from service.http.deps import AdminDep, RuntimeDep
+from service.errors import (
+    PayloadTooLargeError,
+    RequestValidationFailed,
+    UnsupportedMediaTypeError,
+)
+from service.http.deps import AdminDep, RuntimeDep, SettingsDep
 from service.http.responses import error_responses
 from service.http.schemas import (
     PackDeleteResponse,
@@ -20,8 +24,7 @@ from service.runtime.packdir import check_pack_name
 
 router = APIRouter(prefix="/packs", tags=["packs"])
 
-# Packs are small (projections, head, prompts: well under 10 MB for the paper's sizes).
-MAX_PACK_UPLOAD_BYTES = 256 * 1024 * 1024
+# A manifest sent as a plain form field is held in memory up to this size (the parser's cap).
 MAX_MANIFEST_BYTES = 1024 * 1024
 
 _UPLOAD_BODY = {
@@ -68,7 +71,10 @@ async def _part_bytes(value: UploadFile | str | None, field: str, limit: int) ->
         data = value.encode("utf-8")
     else:
         if value.size is not None and value.size > limit:
-            raise RequestValidationFailed(f"{field}: over {limit} bytes")
+            raise PayloadTooLargeError(
+                f"{field}: {value.size} bytes is over the limit of {limit} bytes",
+                setting="max_pack_bytes",
+            )
         data = await value.read()
     if not data:
         raise RequestValidationFailed(f"{field}: empty")
@@ -88,7 +94,7 @@ async def _part_bytes(value: UploadFile | str | None, field: str, limit: int) ->
     responses=error_responses(401, 403, 409, 413, 415, 422, 503),
 )
 async def upload_pack(
-    name: str, request: Request, runtime: RuntimeDep, _: AdminDep
+    name: str, request: Request, runtime: RuntimeDep, settings: SettingsDep, _: AdminDep
 ) -> PackUploadResponse:
     check_pack_name(name)
     registry = runtime.ready_registry()
@@ -100,8 +106,9 @@ async def upload_pack(
         )
     form = await request.form(max_files=2, max_fields=2, max_part_size=MAX_MANIFEST_BYTES)
     try:
-        manifest = await _part_bytes(form.get("manifest"), "manifest", MAX_MANIFEST_BYTES)
-        weights = await _part_bytes(form.get("weights"), "weights", MAX_PACK_UPLOAD_BYTES)
+        limit = settings.max_pack_bytes
+        manifest = await _part_bytes(form.get("manifest"), "manifest", limit)
+        weights = await _part_bytes(form.get("weights"), "weights", limit)
     finally:
         await form.close()
     result = await asyncio.to_thread(registry.install, name, manifest, weights)

@@ -21,7 +21,7 @@ from service_helpers import (
     speech_wav,
 )
 
-from service.features.types import Limits
+from service.limits import Limits
 
 LIMITS = {
     "max_text_chars": 50,
@@ -216,6 +216,7 @@ def test_body_over_the_limit_is_refused_before_reading(client: TestClient, app: 
     assert err["code"] == "payload_too_large"
     assert err["message"].startswith("request body is ")
     assert f"over the limit of {limit} bytes for this route" in err["message"]
+    assert err["message"].endswith("(limit set by MPLMM_MAX_AUDIO_BYTES, MPLMM_MAX_VIDEO_BYTES)")
 
 
 def test_chunked_body_over_the_limit_is_cut_off(client: TestClient, app: Any) -> None:
@@ -238,8 +239,8 @@ def test_audio_part_over_its_byte_limit_is_413(client: TestClient) -> None:
     assert r.status_code == 413
     assert error_of(r) == {
         "code": "payload_too_large",
-        "message": f"audio: {len(wav)} bytes is over the limit of 200000 bytes "
-        "(MPLMM_MAX_AUDIO_BYTES); send a shorter or more compressed file",
+        "message": f"audio: {len(wav)} bytes is over the limit of 200000 bytes; send a "
+        "shorter or more compressed file (limit set by MPLMM_MAX_AUDIO_BYTES)",
     }
     r = client.post("/predict", json={"audio_b64": base64.b64encode(wav).decode()})
     assert r.status_code == 413
@@ -252,7 +253,7 @@ def test_audio_over_its_duration_limit_is_413(client: TestClient) -> None:
     err = error_of(r)
     assert err["code"] == "media_too_large"
     assert err["message"].startswith("audio: ")
-    assert "limit" in err["message"]
+    assert err["message"].endswith("(limit set by MPLMM_MAX_AUDIO_SECONDS)")
 
 
 def test_text_over_its_limit_is_413(client: TestClient) -> None:
@@ -260,7 +261,8 @@ def test_text_over_its_limit_is_413(client: TestClient) -> None:
     assert r.status_code == 413
     assert error_of(r) == {
         "code": "media_too_large",
-        "message": "text: 60 characters, over the limit of 50; send a shorter text",
+        "message": "text: 60 characters, over the limit of 50; send a shorter text "
+        "(limit set by MPLMM_MAX_TEXT_CHARS)",
     }
 
 

@@ -149,7 +149,7 @@ def test_metrics(app: Any) -> None:
     assert metric(t, f'{req}{{pack="sentiment",missing_type="AUDIO_ONLY",status="200"}}') == 1
     assert metric(t, f'{req}{{pack="unknown",missing_type="none",status="404"}}') == 1
     assert metric(t, f'{req}{{pack="sentiment",missing_type="none",status="422"}}') == 1
-    for stage in ("decode", "extract", "queue", "infer", "total"):
+    for stage in ("parse", "extract", "queue", "infer", "total"):
         count = metric(t, f'predict_latency_seconds_count{{stage="{stage}"}}')
         assert count is not None, stage
         assert count >= 3, stage

@@ -332,3 +332,24 @@ def test_a_bad_pack_on_disk_at_start_is_skipped(
         assert ready["packs"] == [{"name": "sentiment", "version": "1.0.0"}]
         text = c.get("/metrics").text
         assert metric(text, 'pack_load_failures_total{pack="emotion"}') == 1.0
+
+
+def test_an_upload_over_the_pack_limit_is_413_naming_the_setting(
+    svc_bundle: TinyBundle, svc_extractor: Any, packs_dir: Path
+) -> None:
+    files = upload_files(svc_bundle.uploads / "sentiment" / "2.0.0")
+    manifest, weights = len(files["manifest"][1]), len(files["weights"][1])
+    assert manifest < weights
+    limit = manifest + 1  # the manifest fits, the weights do not
+    settings = settings_for(svc_bundle, packs_dir, admin_token=TOKEN, max_pack_bytes=limit)
+    with running_app(settings, svc_extractor, svc_bundle.feature_spec_sha256) as c:
+        r = c.put("/packs/sentiment", files=files, headers=AUTH)
+        assert r.status_code == 413
+        assert error_of(r) == {
+            "code": "payload_too_large",
+            "message": f"weights: {weights} bytes is over the limit of {limit} bytes "
+            "(limit set by MPLMM_MAX_PACK_BYTES)",
+        }
+        versions = {p["name"]: p["version"] for p in c.get("/packs").json()["packs"]}
+        assert versions["sentiment"] == "1.0.0"  # nothing swapped in
+    assert sorted(p.name for p in (packs_dir / "sentiment").iterdir()) == ["1.0.0"]

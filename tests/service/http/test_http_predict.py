@@ -21,7 +21,7 @@ from service_helpers import (
 
 from model.manifest import BackboneInfo
 from service.runtime.packs import Backbone
-from service.runtime.pipeline import softmax
+from service.runtime.policy import softmax
 from service.runtime.session import BackboneSession
 
 
@@ -41,7 +41,8 @@ def reference_scores(
     bundle: TinyBundle, extractor: Any, pack: str, version: str, types: int, **media: Any
 ) -> np.ndarray:
     """The same prediction computed by hand: extractor -> ORT with the pack's arrays."""
-    from model.manifest import pack_feed, read_pack
+    from model.feeds import pack_feed
+    from model.manifest import read_pack
 
     backbone = Backbone.load(bundle.root)
     assert isinstance(backbone.info, BackboneInfo)
@@ -84,7 +85,7 @@ def test_text_only_multipart(client: TestClient, svc_bundle: TinyBundle, svc_ext
     assert mods["text"]["details"]["tokens"] == 7
     assert mods["audio"] == {"present": False, "reason": "not_sent", "details": {}}
     assert mods["video"] == {"present": False, "reason": "not_sent", "details": {}}
-    assert {"decode", "extract", "queue", "infer", "total"} <= set(body["timings_ms"])
+    assert {"parse", "extract", "queue", "infer", "total"} <= set(body["timings_ms"])
     assert body["batch_size"] >= 1
     assert body["request_id"] == r.headers["x-request-id"]
     want = reference_scores(

@@ -1,0 +1,86 @@
+"""The pack's say in a request, as pure functions: which inputs to extract, which
+modalities count as present, the missing type, and how an output row reads.
+
+No I/O and no state: the pipeline calls these in order, and tests call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from model.config import Task
+from model.missing import MODALITIES, MissingType, Modality, NoModalityError
+from service.errors import NoUsableModalityError
+from service.features.types import AbsentReason, Sample, SampleFeatures
+from service.runtime.types import Answer
+
+Trained = frozenset[Modality]
+
+
+def inputs_to_extract(sample: Sample, trained: Trained) -> Sample:
+    """The part of a sample worth extracting for a pack trained on `trained`. A video is
+    decoded when the pack reads video, or for its audio track when the pack reads audio
+    and no separate audio was sent."""
+    wants_track = Modality.AUDIO in trained and sample.audio is None
+    return Sample(
+        text=sample.text if Modality.TEXT in trained else None,
+        audio=sample.audio if Modality.AUDIO in trained else None,
+        video=sample.video if Modality.VIDEO in trained or wants_track else None,
+    )
+
+
+def apply_pack(sent: Sample, features: SampleFeatures, trained: Trained) -> SampleFeatures:
+    """A modality the pack was never trained on is absent (`not_trained_for_pack`)
+    whenever the client sent it or the extractor found it (a video's audio track)."""
+    untrained = {
+        m: features[m].dropped(AbsentReason.NOT_TRAINED_FOR_PACK)
+        for m in MODALITIES
+        if m not in trained and (sent.sent(m) or features[m].present)
+    }
+    return features.with_results(untrained)
+
+
+def missing_type_of(features: SampleFeatures, pack_name: str, trained: Trained) -> MissingType:
+    """The missing type of a row, or NoUsableModalityError saying why each modality is
+    absent and what the pack can use."""
+    try:
+        return features.missing_type
+    except NoModalityError as exc:
+        why = ", ".join(f"{m.value}: {features[m].reason}" for m in MODALITIES)
+        names = ", ".join(m.value for m in MODALITIES if m in trained)
+        raise NoUsableModalityError(
+            f"no usable modality for pack {pack_name} ({why}); send at least one modality "
+            f"the pack was trained on ({names}) with usable content"
+        ) from exc
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64: `(..., K)` -> `(..., K)`."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float64)
+
+
+def regression_label(labels: Sequence[str], score: float) -> str:
+    """The label of a regression score. Two labels (negative, positive): the sign, zero
+    counting as positive (the MOSI Acc-2 convention); otherwise the nearest label index on
+    a scale centred on zero, as labels are ordered low to high."""
+    if len(labels) == 2:
+        return labels[1] if score >= 0 else labels[0]
+    if not labels:
+        return "positive" if score >= 0 else "negative"
+    mid = (len(labels) - 1) / 2
+    idx = int(np.clip(round(score + mid), 0, len(labels) - 1))
+    return labels[idx]
+
+
+def decode_output(task: Task, labels: Sequence[str], row: np.ndarray) -> Answer:
+    """One backbone output row `(K,)` as the pack's answer."""
+    if task is Task.CLASSIFICATION:
+        probs = softmax(row[None, :])[0]
+        scores = {lab: float(p) for lab, p in zip(labels, probs, strict=True)}
+        return Answer(label=labels[int(np.argmax(probs))], scores=scores, score=None)
+    score = float(row[0])
+    return Answer(label=regression_label(labels, score), scores=None, score=score)
