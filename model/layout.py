@@ -42,6 +42,7 @@ _VERSION_RE = re.compile(VERSION_PATTERN)
 # encoders are built into it by `mplmm build-encoders`).
 REPO_DIR = Path(__file__).resolve().parents[1]
 REPO_BUNDLE_DIR = REPO_DIR / "bundle"
+REPO_ENCODERS_DIR = REPO_BUNDLE_DIR / ENCODERS_DIR
 
 
 def is_pack_name(name: str) -> bool:

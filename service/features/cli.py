@@ -58,12 +58,13 @@ def _fail(message: str, code: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.features.extractor import DEFAULT_ENCODERS_DIR, FeatureExtractor
+    from model.layout import REPO_ENCODERS_DIR
+    from service.features.extractor import FeatureExtractor
 
     if args.text is None and args.audio is None and args.video is None:
         return _fail("nothing to extract: give --text, --audio and/or --video", "no_input")
     try:
-        extractor = FeatureExtractor(args.encoders or DEFAULT_ENCODERS_DIR)
+        extractor = FeatureExtractor(args.encoders or REPO_ENCODERS_DIR)
     except FileNotFoundError as e:
         return _fail(str(e), "encoders_missing")
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR
+from model.layout import REPO_ENCODERS_DIR
 from model.missing import Modality
 from service.features.audio import AudioFeatureExtractor
 from service.features.audio_decode import read_bytes
@@ -34,8 +34,6 @@ from service.limits import Limits
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENCODERS_DIR = REPO_BUNDLE_DIR / ENCODERS_DIR
-
 
 def _as_media(value: Media) -> bytes | Path:
     return Path(value) if isinstance(value, str) else value
@@ -46,7 +44,7 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        encoders_dir: Path | str = DEFAULT_ENCODERS_DIR,
+        encoders_dir: Path | str = REPO_ENCODERS_DIR,
         limits: Limits | None = None,
         spec: FeatureSpec | None = None,
         text_threads: int = 0,
@@ -148,7 +146,7 @@ class FeatureExtractor:
 
 
 @functools.lru_cache(maxsize=4)
-def default_extractor(encoders_dir: Path = DEFAULT_ENCODERS_DIR) -> FeatureExtractor:
+def default_extractor(encoders_dir: Path = REPO_ENCODERS_DIR) -> FeatureExtractor:
     """A process-wide extractor per encoders folder, built on first use."""
     return FeatureExtractor(encoders_dir)
 
@@ -157,7 +155,7 @@ def extract(
     text: str | None = None,
     audio: Media | None = None,
     video: Media | None = None,
-    encoders_dir: Path = DEFAULT_ENCODERS_DIR,
+    encoders_dir: Path = REPO_ENCODERS_DIR,
 ) -> FeatureBatch:
     """Convenience: `default_extractor(encoders_dir).extract(...)`."""
     return default_extractor(Path(encoders_dir)).extract(text, audio, video)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from model.files import sha256_file
-from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR
+from model.layout import REPO_ENCODERS_DIR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = REPO_BUNDLE_DIR / ENCODERS_DIR  # absolute: the same folder from any directory
+DEFAULT_OUT = REPO_ENCODERS_DIR  # absolute: the same folder from any working directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
