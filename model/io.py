@@ -115,6 +115,7 @@ def save_pack(
     labels: list[str] | None = None,
     feature_spec_sha256: str | None = None,
     created: str | None = None,
+    face_expression_map: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, PackManifest]:
     """Write `packs_dir/<name>/<version>/` (pack.safetensors, then manifest.json).
@@ -136,6 +137,7 @@ def save_pack(
         created=created or datetime.now(UTC).isoformat(timespec="seconds"),
         tensors={k: list(v.shape) for k, v in tensors.items()},
         sha256=sha256_bytes(data),
+        face_expression_map=face_expression_map,
         extra=extra or {},
     )
     out = Path(packs_dir) / name / version

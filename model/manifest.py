@@ -29,6 +29,7 @@ from model.errors import (
     PackIntegrityError,
     PackMismatchError,
 )
+from model.expressions import expression_matrix
 from model.files import sha256_file
 from model.layout import (
     MANIFEST_FILE,
@@ -94,6 +95,9 @@ class PackManifest:
     sha256: str
     labels: tuple[str, ...] | None = None
     feature_spec_sha256: str | None = None
+    # How a face-only request is answered by a pack never trained on video
+    # (model/expressions.py); None: such a request has no usable modality (422).
+    face_expression_map: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,11 @@ class PackManifest:
             problems.append("a classification pack needs its labels")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             problems.append(f"labels must be distinct, got {list(self.labels)}")
+        if self.face_expression_map is not None and isinstance(self.task, Task):
+            try:
+                expression_matrix(self.face_expression_map, self.task, self.labels)
+            except ValueError as exc:
+                problems.append(str(exc))
         for key in ("backbone_sha256", "sha256", "feature_spec_sha256"):
             value = getattr(self, key)
             if (value is not None or key != "feature_spec_sha256") and not SHA_RE.match(str(value)):
@@ -151,12 +160,14 @@ class PackManifest:
         out["modalities"] = [m.value for m in self.modalities]
         out["labels"] = None if self.labels is None else list(self.labels)
         out["training_data"] = [dict(x) for x in self.training_data]
+        if self.face_expression_map is None:
+            del out["face_expression_map"]  # optional: absent, not null
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackManifest:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        required = known - {"labels", "feature_spec_sha256"}
+        required = known - {"labels", "feature_spec_sha256", "face_expression_map"}
         missing = sorted(required - set(data))
         if missing:
             raise ManifestError(f"pack manifest is missing fields {missing}")

@@ -47,6 +47,7 @@ def model_card(
         + (f", labels: {', '.join(manifest.labels)}" if manifest.labels else ""),
         f"- Trained modalities: {trained}. Never trained on: {', '.join(never) or 'none'}; "
         "the service treats such a modality as absent for this pack and says so.",
+        *_face_map_lines(manifest),
         f"- Backbone sha256: `{manifest.backbone_sha256}`",
         f"- Feature spec sha256: `{manifest.feature_spec_sha256}`",
         f"- Trainable parameters: {manifest.extra.get('trainable_parameters')} "
@@ -77,3 +78,16 @@ def model_card(
         )
     lines += ["", "Full report with plots: `docs/eval/" + manifest.name + "/report.md`.", ""]
     return "\n".join(lines)
+
+
+def _face_map_lines(manifest: PackManifest) -> list[str]:
+    """The card's word on face-only requests (the manifest's face_expression_map)."""
+    fmap = manifest.face_expression_map
+    if fmap is None:
+        return ["- Face-only requests: no face_expression_map, so they get 422."]
+    parts = [f"{e} -> {v if isinstance(v, str) else v}" for e, v in fmap.items()]
+    return [
+        "- Face-only requests (no text or audio it can use): answered by the face-expression "
+        "model's seven classes through the face_expression_map (" + "; ".join(parts) + "), "
+        "reported as `answered_by: face_expression`; not a learnt video modality."
+    ]

@@ -42,6 +42,9 @@ class PackConfig:
     # Evaluation baselines trained beside the pack: "full" = the paper's Table 3 (no
     # prompts, and each prompt kind off in turn), "baseline" = no prompts only, "none".
     ablation: str = "baseline"
+    # How a face-only request is answered when the pack was never trained on video:
+    # expression -> label (or {label: weight}); see model/expressions.py. None: 422.
+    face_expression_map: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
         training_data=ds.training_data,
         labels=list(ds.labels) or None,
         feature_spec_sha256=ds.feature_spec_sha256,
+        face_expression_map=pack.face_expression_map,
         extra={
             "description": pack.description,
             "training_seconds": round(seconds, 1),

@@ -101,14 +101,13 @@ class ModalityResult:
         )
 
     def dropped(self, reason: AbsentReason) -> ModalityResult:
-        """This modality made absent (zeros, fully masked, no details) for `reason`."""
+        """This modality made absent (zeros, fully masked) for `reason`; details kept."""
         return replace(
             self,
             features=np.zeros_like(self.features),
             mask=np.zeros_like(self.mask),
             present=False,
             reason=reason.value,
-            details={},
         )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from model.expressions import FACE_EXPRESSIONS
+
 log = logging.getLogger(__name__)
 
 # The encoder's files, as `mplmm build-encoders` (training/encoders/face.py) writes them.
@@ -20,7 +22,7 @@ ONNX_NAME = "face_expression.onnx"
 JSON_NAME = "face_expression.json"
 # The version of the Keras -> ONNX port that wrote them; a folder with another is rebuilt.
 PORT_VERSION = "1"
-EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+EXPRESSIONS = FACE_EXPRESSIONS  # the model's output columns
 INPUT_NAME = "face"
 BATCH = 64  # crops per ORT call: bounds memory for long videos
 

@@ -109,6 +109,7 @@ class PredictResponse(BaseModel):
             "examples": [
                 {
                     "label": "positive",
+                    "answered_by": "pack",
                     "scores": {"negative": 0.08, "neutral": 0.17, "positive": 0.75},
                     "score": None,
                     "pack": {"name": "sentiment", "version": "1.0.0"},
@@ -133,6 +134,12 @@ class PredictResponse(BaseModel):
     )
 
     label: str
+    answered_by: str = Field(
+        description="pack: the pack through the backbone; face_expression: a face-only "
+        "request to a pack never trained on video, answered by the face-expression model "
+        "through the pack's face_expression_map",
+        examples=["pack"],
+    )
     scores: dict[str, float] | None = Field(
         default=None, description="classification: probability per label"
     )
@@ -141,7 +148,9 @@ class PredictResponse(BaseModel):
     missing_type: MissingTypeOut
     modalities: ModalitiesOut
     timings_ms: dict[str, float]
-    batch_size: int = Field(ge=1, description="rows in the onnxruntime call that answered")
+    batch_size: int = Field(
+        ge=0, description="rows in the onnxruntime call that answered; 0 when none was made"
+    )
     request_id: str
 
 
@@ -195,6 +204,7 @@ def prediction_response(pred: Prediction, request_id: str) -> PredictResponse:
     }
     return PredictResponse(
         label=pred.answer.label,
+        answered_by=pred.answered_by.value,
         scores=pred.answer.scores,
         score=pred.answer.score,
         pack=PackRef(name=pred.pack_name, version=pred.pack_version),

@@ -19,6 +19,7 @@ import numpy as np
 
 from model.config import ModelConfig, Task
 from model.errors import BackboneInfoError, ModelError, PackError
+from model.expressions import expression_matrix
 from model.feeds import pack_feed
 from model.files import sha256_file
 from model.layout import BACKBONE_JSON, BACKBONE_ONNX
@@ -98,6 +99,8 @@ class LoadedPack:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     training_data: tuple[Mapping[str, Any], ...] = ()
     created: str | None = None
+    # The manifest's face_expression_map as a matrix (model/expressions.py), or None.
+    expression_map: np.ndarray | None = None
 
     @property
     def modality_names(self) -> list[str]:
@@ -160,6 +163,7 @@ class PackLoader:
             metrics=MappingProxyType(dict(manifest.metrics)),
             training_data=tuple(MappingProxyType(dict(d)) for d in manifest.training_data),
             created=manifest.created,
+            expression_map=self._expression_map(manifest),
         )
 
     def _check_identity(self, manifest: PackManifest, expected_name: str, path: Path) -> None:
@@ -175,6 +179,14 @@ class PackLoader:
                 f"{spec[:12]}..., this server extracts {self.feature_spec_sha256[:12]}...; "
                 "retrain the pack on this feature spec"
             )
+
+    @staticmethod
+    def _expression_map(manifest: PackManifest) -> np.ndarray | None:
+        if manifest.face_expression_map is None:
+            return None
+        matrix = expression_matrix(manifest.face_expression_map, manifest.task, manifest.labels)
+        matrix.setflags(write=False)
+        return matrix
 
     @staticmethod
     def _freeze(arrays: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from model.feeds import backbone_feeds
-from model.missing import MODALITIES, types_from_presence
+from model.missing import MODALITIES, Modality, types_from_presence
 from service.errors import (
     MediaError,
     NoUsableModalityError,
@@ -39,7 +39,7 @@ from service.runtime.batcher import DynamicBatcher
 from service.runtime.packs import LoadedPack
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
-from service.runtime.types import Prediction, PredictRequest
+from service.runtime.types import Answer, AnsweredBy, Prediction, PredictRequest
 
 Parse = Callable[[], Awaitable[PredictRequest]]
 
@@ -152,30 +152,56 @@ class InferencePipeline:
 
     async def _admitted(self, sent: Sample, pack: LoadedPack, ticket: Ticket) -> Prediction:
         t = time.perf_counter()
-        features = await self._extract(policy.inputs_to_extract(sent, pack.modalities), pack)
+        reads_faces = pack.expression_map is not None
+        to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces)
+        features = await self._extract(to_extract, pack)
         timings = {Stage.EXTRACT.value: _ms_since(t)}
         for key, ms in features.timings_ms.items():
             timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
 
         row = policy.apply_pack(sent, features, pack.modalities)
-        for m in MODALITIES:
-            if row[m].reason is not None:
-                self.metrics.modality_dropped.labels(modality=m.value, reason=row[m].reason).inc()
-        missing_type = policy.missing_type_of(row, pack.name, pack.modalities)
+        video = features[Modality.VIDEO]
+        face = policy.face_answer(row, video, pack.task, pack.labels, pack.expression_map)
+        if face is not None:  # nothing the pack reads, but a face: its expressions answer
+            row = row.with_results({Modality.VIDEO: video})
+        self._count_dropped(row)
+        if face is not None:
+            ticket.queued_for_backbone()  # this request will never reach the batcher
+            timings[Stage.QUEUE.value] = timings[Stage.INFER.value] = 0.0
+            return self._prediction(face, AnsweredBy.FACE_EXPRESSION, pack, row, timings, 0)
+        policy.missing_type_of(row, pack.name, pack.modalities)  # 422 when nothing is usable
 
         ticket.queued_for_backbone()
         out = await self.batcher.submit(pack, row)
         timings[Stage.QUEUE.value] = out.queue_ms
         timings[Stage.INFER.value] = out.infer_ms
+        answer = policy.decode_output(pack.task, pack.labels, out.output)
+        return self._prediction(answer, AnsweredBy.PACK, pack, row, timings, out.batch_size)
+
+    @staticmethod
+    def _prediction(
+        answer: Answer,
+        answered_by: AnsweredBy,
+        pack: LoadedPack,
+        row: SampleFeatures,
+        timings: dict[str, float],
+        batch_size: int,
+    ) -> Prediction:
         return Prediction(
-            answer=policy.decode_output(pack.task, pack.labels, out.output),
+            answer=answer,
+            answered_by=answered_by,
             pack_name=pack.name,
             pack_version=pack.version,
-            missing_type=missing_type,
+            missing_type=row.missing_type,
             modalities=row.results,
             timings_ms=timings,
-            batch_size=out.batch_size,
+            batch_size=batch_size,
         )
+
+    def _count_dropped(self, row: SampleFeatures) -> None:
+        for m in MODALITIES:
+            if row[m].reason is not None:
+                self.metrics.modality_dropped.labels(modality=m.value, reason=row[m].reason).inc()
 
     # ------------------------------------------------------------------ stages
 

@@ -11,29 +11,33 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.config import Task
+from model.expressions import FACE_EXPRESSIONS
 from model.missing import MODALITIES, MissingType, Modality, NoModalityError
 from service.errors import NoUsableModalityError
-from service.features.types import AbsentReason, Sample, SampleFeatures
+from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
 from service.runtime.types import Answer
 
 Trained = frozenset[Modality]
 
 
-def inputs_to_extract(sample: Sample, trained: Trained) -> Sample:
+def inputs_to_extract(sample: Sample, trained: Trained, reads_faces: bool = False) -> Sample:
     """The part of a sample worth extracting for a pack trained on `trained`. A video is
-    decoded when the pack reads video, or for its audio track when the pack reads audio
-    and no separate audio was sent."""
+    decoded when the pack reads video; when it reads faces (it has a face_expression_map:
+    the expressions answer a face-only request, and are reported otherwise); or for its
+    audio track when the pack reads audio and no separate audio was sent."""
     wants_track = Modality.AUDIO in trained and sample.audio is None
+    wants_video = Modality.VIDEO in trained or reads_faces or wants_track
     return Sample(
         text=sample.text if Modality.TEXT in trained else None,
         audio=sample.audio if Modality.AUDIO in trained else None,
-        video=sample.video if Modality.VIDEO in trained or wants_track else None,
+        video=sample.video if wants_video else None,
     )
 
 
 def apply_pack(sent: Sample, features: SampleFeatures, trained: Trained) -> SampleFeatures:
     """A modality the pack was never trained on is absent (`not_trained_for_pack`)
-    whenever the client sent it or the extractor found it (a video's audio track)."""
+    whenever the client sent it or the extractor found it (a video's audio track). Its
+    details stay: nothing the service computed is hidden."""
     untrained = {
         m: features[m].dropped(AbsentReason.NOT_TRAINED_FOR_PACK)
         for m in MODALITIES
@@ -54,6 +58,31 @@ def missing_type_of(features: SampleFeatures, pack_name: str, trained: Trained) 
             f"no usable modality for pack {pack_name} ({why}); send at least one modality "
             f"the pack was trained on ({names}) with usable content"
         ) from exc
+
+
+def face_answer(
+    row: SampleFeatures,
+    video: ModalityResult,
+    task: Task,
+    labels: Sequence[str],
+    expression_map: np.ndarray | None,
+) -> Answer | None:
+    """The answer of a pack's face_expression_map, when nothing else is usable: `row`
+    (after `apply_pack`) has no present modality, `video` (as extracted) has a face, and
+    the pack has a map. None otherwise: the pack answers, or the request has nothing."""
+    if expression_map is None or any(row.presence) or not video.present:
+        return None
+    means = video.details.get("expression_mean")
+    if not isinstance(means, dict):
+        return None
+    p = np.array([float(means[e]) for e in FACE_EXPRESSIONS])  # (7,) mean over face frames
+    p = p / max(p.sum(), 1e-12)
+    if task is Task.REGRESSION:
+        score = float(p @ expression_map)
+        return Answer(label=regression_label(labels, score), scores=None, score=score)
+    probs = p @ expression_map  # (K,): each expression's mass moved to its labels
+    scores = {lab: float(v) for lab, v in zip(labels, probs, strict=True)}
+    return Answer(label=labels[int(np.argmax(probs))], scores=scores, score=None)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from model.missing import MissingType, Modality
 from service.features.types import ModalityResult, Sample
@@ -17,6 +18,15 @@ class PredictRequest:
 
     sample: Sample
     pack: str | None = None  # None: the default pack
+
+
+class AnsweredBy(StrEnum):
+    """What produced the answer: the pack through the backbone, or, for a face-only
+    request to a pack never trained on video, the face-expression model through the
+    pack's face_expression_map."""
+
+    PACK = "pack"
+    FACE_EXPRESSION = "face_expression"
 
 
 @dataclass(frozen=True)
@@ -36,9 +46,10 @@ class Prediction:
     dropped), the timings per stage and the size of the backbone call."""
 
     answer: Answer
+    answered_by: AnsweredBy
     pack_name: str
     pack_version: str
     missing_type: MissingType
     modalities: Mapping[Modality, ModalityResult]
     timings_ms: dict[str, float]
-    batch_size: int
+    batch_size: int  # rows of the backbone call; 0 when the backbone was not called

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from model.expressions import FACE_EXPRESSIONS
 from model.files import sha256_file
 from model.manifest import BackboneInfo, check_pack_fits, read_pack
 from service.http.app import create_app
@@ -92,6 +93,30 @@ def test_the_default_bundle_serves_each_pack(client: TestClient, tmp_path: Path)
     assert body["label"] in body["scores"]
     assert len(body["scores"]) == 7
     assert body["missing_type"]["name"] == "NO_VIDEO"
-    assert body["modalities"]["video"] == {
-        "present": False, "reason": "not_trained_for_pack", "details": {},
-    }  # fmt: skip
+    video = body["modalities"]["video"]
+    assert (video["present"], video["reason"]) == (False, "not_trained_for_pack")
+    # Not used by a text+audio pack, but computed (the pack reads faces) and reported.
+    assert video["details"]["faces"] >= 1
+    assert set(video["details"]["expression_mean"]) == set(FACE_EXPRESSIONS)
+    assert body["answered_by"] == "pack"
+
+
+@pytest.mark.parametrize(("pack", "want"), [("sentiment", "positive"), ("emotion", "joy")])
+def test_a_silent_face_video_is_answered_by_every_default_pack(
+    client: TestClient, tmp_path: Path, pack: str, want: str
+) -> None:
+    # The astronaut smiles: FER scores her crops happy (about 0.99), which each pack's
+    # face_expression_map sends to its own label.
+    files = {"video": ("v.mp4", face_mp4(tmp_path), "video/mp4")}
+    r = client.post("/predict", data={"pack": pack}, files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answered_by"] == "face_expression"
+    assert body["missing_type"] == {"id": 6, "name": "VIDEO_ONLY", "present": ["video"]}
+    assert body["label"] == want
+    assert body["scores"][want] > 0.9
+    assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert body["batch_size"] == 0  # the backbone was not called
+    assert body["modalities"]["video"]["present"] is True
+    assert body["modalities"]["audio"]["reason"] == "no_audio_track"
+    assert body["modalities"]["text"]["reason"] == "not_sent"

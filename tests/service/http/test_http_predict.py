@@ -65,6 +65,7 @@ def test_text_only_multipart(client: TestClient, svc_bundle: TinyBundle, svc_ext
     body = r.json()
     assert set(body) == {
         "label",
+        "answered_by",
         "scores",
         "score",
         "pack",
@@ -75,6 +76,7 @@ def test_text_only_multipart(client: TestClient, svc_bundle: TinyBundle, svc_ext
         "request_id",
     }
     assert body["pack"] == {"name": "sentiment", "version": "1.0.0"}
+    assert body["answered_by"] == "pack"
     assert body["missing_type"] == {"id": 4, "name": "TEXT_ONLY", "present": ["text"]}
     assert list(body["scores"]) == SENTIMENT_LABELS
     assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-6)
@@ -171,11 +173,11 @@ def test_modality_the_pack_was_not_trained_on_is_dropped(
     body = r.json()
     assert body["pack"]["name"] == "emotion"
     assert body["missing_type"]["name"] == "TEXT_ONLY"
-    assert body["modalities"]["video"] == {
-        "present": False,
-        "reason": "not_trained_for_pack",
-        "details": {},
-    }
+    assert body["answered_by"] == "pack"
+    video = body["modalities"]["video"]
+    assert (video["present"], video["reason"]) == (False, "not_trained_for_pack")
+    # Decoded for its audio track (none here), so what was computed is reported.
+    assert video["details"]["faces"] >= 1
 
 
 def test_only_an_untrained_modality_is_422(client: TestClient, svc_face_mp4: bytes) -> None:

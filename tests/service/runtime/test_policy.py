@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model.config import Task
+from model.expressions import FACE_EXPRESSIONS, expression_matrix
 from model.missing import MissingType, Modality
 from service.errors import NoUsableModalityError
 from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
@@ -43,8 +44,10 @@ def test_a_video_is_decoded_for_its_audio_track_when_no_audio_was_sent() -> None
     # With a separate audio file, the video has nothing to give this pack.
     both = Sample(audio=b"a", video=b"v")
     assert policy.inputs_to_extract(both, text_audio) == Sample(audio=b"a")
-    # A text-only pack never needs the video, track or not.
+    # A text-only pack never needs the video, track or not, unless it reads faces.
     assert policy.inputs_to_extract(Sample(video=b"v"), frozenset({T})) == Sample()
+    faces = policy.inputs_to_extract(Sample(video=b"v"), frozenset({T}), reads_faces=True)
+    assert faces == Sample(video=b"v")
 
 
 # ------------------------------------------------------------------ apply_pack
@@ -55,7 +58,7 @@ def test_a_modality_the_pack_never_learnt_is_dropped_with_its_reason() -> None:
     out = policy.apply_pack(sent, row(text=True, video=True), frozenset({T, A}))
     assert out[V].present is False
     assert out[V].reason == AbsentReason.NOT_TRAINED_FOR_PACK.value == "not_trained_for_pack"
-    assert out[V].details == {}
+    assert out[V].details == {"n": 1}  # what was computed is still reported
     assert not out[V].features.any()
     assert not out[V].mask.any()
     assert out[T].present
@@ -140,3 +143,54 @@ def test_decode_classification_and_regression_rows() -> None:
     assert answer.scores["neutral"] == pytest.approx(np.exp(2) / (1 + np.exp(2) + np.exp(1)))
     reg = policy.decode_output(Task.REGRESSION, ("negative", "positive"), np.array([-0.25]))
     assert (reg.label, reg.score, reg.scores) == ("negative", -0.25, None)
+
+
+# ------------------------------------------------------------------ face_answer
+
+SENTIMENT = ("negative", "neutral", "positive")
+VALENCE = {
+    "angry": "negative", "disgust": "negative", "fear": "negative", "happy": "positive",
+    "sad": "negative", "surprise": {"negative": 0.5, "positive": 0.5}, "neutral": "neutral",
+}  # fmt: skip
+
+
+def face_row(**expression_mean: float) -> tuple[SampleFeatures, ModalityResult]:
+    """A request whose only usable modality was a face video the pack never learnt."""
+    means = {e: 0.0 for e in FACE_EXPRESSIONS} | expression_mean
+    features = row(video=True)
+    video = ModalityResult.of(
+        V, features[V].features, features[V].mask, {"expression_mean": means}, {}
+    )
+    features = features.with_results({V: video})
+    dropped = policy.apply_pack(Sample(video=b"v"), features, frozenset({T, A}))
+    return dropped, video
+
+
+def test_a_face_answers_through_the_pack_map() -> None:
+    matrix = expression_matrix(VALENCE, Task.CLASSIFICATION, SENTIMENT)
+    dropped, video = face_row(happy=0.7, surprise=0.2, sad=0.1)
+    answer = policy.face_answer(dropped, video, Task.CLASSIFICATION, SENTIMENT, matrix)
+    assert answer is not None
+    assert answer.label == "positive"
+    assert answer.scores == pytest.approx({"negative": 0.2, "neutral": 0.0, "positive": 0.8})
+    assert answer.score is None
+
+
+def test_a_regression_map_gives_a_score() -> None:
+    scores = dict.fromkeys(FACE_EXPRESSIONS, -1.0) | {"happy": 1.0, "neutral": 0.0}
+    matrix = expression_matrix(scores, Task.REGRESSION, ("negative", "positive"))
+    dropped, video = face_row(happy=0.25, angry=0.75)
+    answer = policy.face_answer(dropped, video, Task.REGRESSION, ("negative", "positive"), matrix)
+    assert answer is not None
+    assert answer.score == pytest.approx(-0.5)
+    assert (answer.label, answer.scores) == ("negative", None)
+
+
+def test_no_face_answer_without_a_map_a_face_or_when_the_pack_can_answer() -> None:
+    matrix = expression_matrix(VALENCE, Task.CLASSIFICATION, SENTIMENT)
+    dropped, video = face_row(happy=1.0)
+    assert policy.face_answer(dropped, video, Task.CLASSIFICATION, SENTIMENT, None) is None
+    no_face = policy.apply_pack(Sample(video=b"v"), row(), frozenset({T, A}))
+    assert policy.face_answer(no_face, no_face[V], Task.CLASSIFICATION, SENTIMENT, matrix) is None
+    usable = row(text=True).with_results({V: video})
+    assert policy.face_answer(usable, video, Task.CLASSIFICATION, SENTIMENT, matrix) is None
