@@ -133,12 +133,14 @@ def speech_wav(seconds: float = 2.0, f0: float = 180.0, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def face_mp4(tmp: Path, frames: int = 30, fps: float = 10.0) -> bytes:
-    """A 320x240 window panning over skimage's astronaut (a real face), no audio track."""
+def face_mp4(tmp: Path, frames: int = 30, fps: float = 10.0, gain: float = 1.0) -> bytes:
+    """A 320x240 window panning over skimage's astronaut (a real face), no audio track;
+    `gain` < 1 darkens it (the face is still found)."""
     from skimage import data as skimage_data
 
     image = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
-    path = tmp / f"face-{frames}.mp4"
+    image = np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    path = tmp / f"face-{frames}-{gain:g}.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
     for i in range(frames):
         s = i / max(frames - 1, 1)
