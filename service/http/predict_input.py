@@ -22,6 +22,7 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.features.types import Sample
+from service.http.forms import read_form
 from service.http.schemas import PredictJsonRequest
 from service.runtime.packdir import check_pack_name
 from service.runtime.types import PredictRequest
@@ -110,7 +111,9 @@ async def _text_value(value: UploadFile | str) -> str:
 async def from_multipart(request: Request, settings: Settings) -> PredictRequest:
     # Plain fields (text, pack) are capped in memory at a size well above the text limit;
     # file parts spool to disk and are size-checked before they are read.
-    form = await request.form(max_files=2, max_fields=4, max_part_size=8 * settings.max_text_chars)
+    form = await read_form(
+        request, max_files=2, max_fields=4, max_part_size=8 * settings.max_text_chars
+    )
     try:
         unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
         if unknown:

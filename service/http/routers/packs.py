@@ -13,6 +13,7 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.http.deps import AdminDep, RuntimeDep, SettingsDep
+from service.http.forms import read_form
 from service.http.responses import error_responses
 from service.http.schemas import (
     PackDeleteResponse,
@@ -104,7 +105,7 @@ async def upload_pack(
             f"content type {ctype.split(';')[0] or 'none'!r}: send multipart/form-data with "
             "'manifest' and 'weights'"
         )
-    form = await request.form(max_files=2, max_fields=2, max_part_size=MAX_MANIFEST_BYTES)
+    form = await read_form(request, max_files=2, max_fields=2, max_part_size=MAX_MANIFEST_BYTES)
     try:
         limit = settings.max_pack_bytes
         manifest = await _part_bytes(form.get("manifest"), "manifest", limit)

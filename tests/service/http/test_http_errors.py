@@ -204,6 +204,44 @@ def test_multipart_without_boundary_is_400(client: TestClient) -> None:
     }
 
 
+BAD_UTF8 = b"caf\xe9 \xff\xfe"  # latin-1 bytes: not UTF-8
+
+
+def test_invalid_utf8_text_in_a_multipart_field_is_422_naming_the_field(
+    client: TestClient,
+) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="text"\r\n\r\n' + BAD_UTF8 + b"\r\n--B--\r\n"
+    )
+    r = client.post(
+        "/predict", content=body, headers={"content-type": "multipart/form-data; boundary=B"}
+    )
+    assert r.status_code == 422
+    err = error_of(r)
+    assert err["code"] == "validation_error"
+    assert err["message"].startswith("text: not valid UTF-8 (")
+    # Valid UTF-8 with the same characters is accepted.
+    ok = client.post("/predict", data={"text": "café"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["modalities"]["text"]["details"]["chars"] == 4
+
+
+def test_invalid_utf8_in_a_urlencoded_or_json_body_is_422(client: TestClient) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = client.post("/predict", content=b"text=caf%E9", headers=form)
+    assert r.status_code == 422
+    assert error_of(r)["message"].startswith("text: not valid UTF-8 (")
+    r = client.post("/predict", content=b"text=caf%C3%A9+ok", headers=form)
+    assert r.status_code == 200, r.text
+    assert r.json()["modalities"]["text"]["details"]["chars"] == 7
+    r = client.post(
+        "/predict", content=b'{"text": "' + BAD_UTF8 + b'"}',
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422
+    assert error_of(r)["code"] == "validation_error"
+
+
 # ------------------------------------------------------------------ limits: 413
 
 
