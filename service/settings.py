@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=5.0, ge=0)
     max_queue: int = Field(default=256, ge=1)
+    max_inflight_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1, description="body bytes admitted at once"
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     extract_workers: int = Field(default=4, ge=1)
     # Input limits: the same names as `Limits`, whose defaults they take.

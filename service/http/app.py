@@ -66,7 +66,11 @@ def create_app(
             return pack_limit
         return None
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    def refused(method: str, path: str, status: int) -> None:
+        if method == "POST" and path == "/predict":  # counted like every other answer
+            rt.metrics.count_request("unknown", "none", status)
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, on_refused=refused)
     app.add_middleware(RequestContextMiddleware)  # outermost: every response gets an ID
     return app
 

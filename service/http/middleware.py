@@ -42,6 +42,8 @@ class BodyLimit:
 
 # (method, path) -> the route's body limit, or None for no limit.
 LimitFor = Callable[[str, str], BodyLimit | None]
+# (method, path, status) of a request answered here, before any route saw it.
+Refused = Callable[[str, str, int], None]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -99,9 +101,12 @@ class RequestContextMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit of their route, checked as the body arrives."""
 
-    def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
+    def __init__(
+        self, app: ASGIApp, limit_for: LimitFor, on_refused: Refused | None = None
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +122,8 @@ class BodyLimitMiddleware:
             response = error_response(
                 exc.http_status, exc.code, exc.message, {"Connection": "close"}
             )
+            if self.on_refused is not None:
+                self.on_refused(scope["method"], scope["path"], exc.http_status)
             await response(scope, receive, send)
             return
         received = 0

@@ -183,3 +183,10 @@ async def read_predict_request(request: Request, settings: Settings) -> PredictR
     if kind is BodyKind.MULTIPART and "boundary=" not in request.headers.get("content-type", ""):
         raise BadRequestError("multipart/form-data without a boundary parameter")
     return await from_multipart(request, settings)
+
+
+def body_bytes(request: Request, settings: Settings) -> int:
+    """What the body may hold, known before it is read: its Content-Length, or for a
+    chunked body the route's limit (the middleware cuts it off there)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else settings.max_body_bytes

@@ -1,12 +1,12 @@
 """The request path, top to bottom, in one method (`InferencePipeline.predict`):
 
-    parse -> pick the pack -> admit -> extract -> apply the pack -> batch -> infer
+    admit -> parse -> pick the pack -> extract -> apply the pack -> batch -> infer
           -> decode the output -> Prediction
 
 Both callers hand it a parser: the HTTP route (the request body) and `mplmm predict`
 (its arguments). The pipeline times every stage and emits every per-request metric;
-the route only serialises the `Prediction`. Admission comes before extraction, because
-extraction is the costly part that the queue limit protects.
+the route only serialises the `Prediction`. Admission comes first, before a byte of the
+body is read, so the queue and byte limits protect memory as well as the extractors.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from enum import Enum
-from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -29,7 +28,6 @@ from service.errors import (
     NoUsableModalityError,
     RequestTimeoutError,
     ServiceError,
-    ShuttingDownError,
 )
 from service.features.types import Sample, SampleFeatures
 from service.metrics import ServiceMetrics, Stage
@@ -74,6 +72,7 @@ class InferencePipeline:
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
+        max_inflight_bytes: int,
         request_timeout_s: float,
         extract_workers: int,
     ) -> None:
@@ -82,7 +81,7 @@ class InferencePipeline:
         self.extractor = extractor
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
-        self.admission = Admission(max_queue, metrics.queue_depth.set)
+        self.admission = Admission(max_queue, max_inflight_bytes, metrics.queue_depth.set)
         self._pool = ThreadPoolExecutor(extract_workers, thread_name_prefix="mplmm-extract")
         self.batcher: DynamicBatcher[LoadedPack, SampleFeatures, np.ndarray] = DynamicBatcher(
             self._infer,
@@ -113,23 +112,23 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ the path
 
-    async def predict(self, parse: Parse) -> Prediction:
-        """Raises ServiceError subclasses for everything a client can fix."""
+    async def predict(self, parse: Parse, nbytes: int = 0) -> Prediction:
+        """Raises ServiceError subclasses for everything a client can fix. `nbytes` is
+        what the body may hold (its Content-Length, or its limit when chunked): it is
+        admitted before a byte of it is read."""
         start = time.perf_counter()
         pack_label = "unknown"  # never a client-chosen label value
         try:
-            req = await parse()
-            parse_ms = _ms_since(start)
-            if self.admission.closing:
-                raise ShuttingDownError()
-            pack = self.registry.get(req.pack)  # pinned: a later swap does not affect us
-            pack_label = pack.name
-            if not any(req.sample.sent(m) for m in MODALITIES):
-                raise NoUsableModalityError(
-                    "no modality sent: send at least one of text, audio or video"
-                )
-            with self.admission.admit() as ticket:
+            with self.admission.admit(nbytes) as ticket:
                 async with asyncio.timeout(self.request_timeout_s):
+                    req = await parse()
+                    parse_ms = _ms_since(start)
+                    pack = self.registry.get(req.pack)  # pinned: later swaps do not matter
+                    pack_label = pack.name
+                    if not any(req.sample.sent(m) for m in MODALITIES):
+                        raise NoUsableModalityError(
+                            "no modality sent: send at least one of text, audio or video"
+                        )
                     pred = await self._admitted(req.sample, pack, ticket)
         except TimeoutError as exc:
             self.metrics.count_request(pack_label, "none", RequestTimeoutError.http_status)
@@ -154,7 +153,7 @@ class InferencePipeline:
         t = time.perf_counter()
         reads_faces = pack.expression_map is not None
         to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces)
-        features = await self._extract(to_extract, pack)
+        features = await self._extract(to_extract, pack, ticket)
         timings = {Stage.EXTRACT.value: _ms_since(t)}
         for key, ms in features.timings_ms.items():
             timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
@@ -205,17 +204,17 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ stages
 
-    async def _extract(self, sample: Sample, pack: LoadedPack) -> SampleFeatures:
-        """Text alone goes through the text batcher; media through the extraction pool;
+    async def _extract(self, sample: Sample, pack: LoadedPack, ticket: Ticket) -> SampleFeatures:
+        """Text alone goes through the text batcher; media through the extraction pool,
+        whose thread keeps the ticket until it ends (a timeout does not stop a thread);
         nothing (the pack reads none of what was sent) is answered at once."""
         if sample.audio is None and sample.video is None:
             if sample.text is None:
                 return SampleFeatures.not_sent(pack.input_shapes)
             return (await self.text_batcher.submit(_TextGroup.TEXT, sample.text)).output
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(
-            self._pool, partial(self.extractor.extract_many, [sample])
-        )
+        work = self._pool.submit(self.extractor.extract_many, [sample])
+        ticket.hold_until(work)
+        rows = await asyncio.wrap_future(work)
         return rows[0]
 
     def _extract_texts(

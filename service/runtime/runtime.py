@@ -159,6 +159,7 @@ class ServiceRuntime:
             max_batch=s.max_batch_size,
             max_wait_s=s.max_wait_ms / 1e3,
             max_queue=s.max_queue,
+            max_inflight_bytes=s.max_inflight_bytes,
             request_timeout_s=s.request_timeout_s,
             extract_workers=s.extract_workers,
         )
@@ -246,11 +247,11 @@ class ServiceRuntime:
             return self.registry
         raise NotReadyError(f"not ready: {self.readiness().reason}")
 
-    async def predict(self, parse: Parse) -> Prediction:
+    async def predict(self, parse: Parse, nbytes: int = 0) -> Prediction:
         """The request path (`InferencePipeline.predict`) once ready; 503 before."""
         try:
             pipeline = self.ready_pipeline()
         except ServiceError as exc:
             self.metrics.count_request("unknown", "none", exc.http_status)
             raise
-        return await pipeline.predict(parse)
+        return await pipeline.predict(parse, nbytes)

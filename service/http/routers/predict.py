@@ -8,7 +8,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 
 from service.http.deps import RequestIdDep, RuntimeDep, SettingsDep
-from service.http.predict_input import read_predict_request
+from service.http.predict_input import body_bytes, read_predict_request
 from service.http.responses import error_responses
 from service.http.schemas import (
     PredictJsonRequest,
@@ -52,5 +52,6 @@ _REQUEST_BODY = {
 async def predict(
     request: Request, runtime: RuntimeDep, settings: SettingsDep, request_id: RequestIdDep
 ) -> PredictResponse:
-    pred = await runtime.predict(partial(read_predict_request, request, settings))
+    parse = partial(read_predict_request, request, settings)
+    pred = await runtime.predict(parse, body_bytes(request, settings))
     return prediction_response(pred, request_id)

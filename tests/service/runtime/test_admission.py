@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 
 import pytest
 
@@ -12,7 +14,7 @@ from service.runtime.admission import Admission
 
 def test_the_queue_limit_and_the_depth_it_reports() -> None:
     depths: list[int] = []
-    adm = Admission(max_queue=2, on_depth=depths.append)
+    adm = Admission(max_queue=2, max_bytes=10**9, on_depth=depths.append)
     with adm.admit(), adm.admit():
         with pytest.raises(QueueFullError) as err:
             adm.admit()
@@ -26,7 +28,7 @@ def test_the_queue_limit_and_the_depth_it_reports() -> None:
 
 
 def test_nothing_else_coming_once_every_admitted_request_reached_the_batcher() -> None:
-    adm = Admission(max_queue=4, on_depth=lambda _: None)
+    adm = Admission(max_queue=4, max_bytes=10**9, on_depth=lambda _: None)
     assert adm.nothing_else_coming()
     with adm.admit() as first, adm.admit() as second:
         assert not adm.nothing_else_coming()
@@ -42,7 +44,7 @@ def test_nothing_else_coming_once_every_admitted_request_reached_the_batcher() -
 
 def test_stop_refuses_new_requests_and_drain_waits_for_admitted_ones() -> None:
     async def scenario() -> tuple[bool, bool, int]:
-        adm = Admission(max_queue=4, on_depth=lambda _: None)
+        adm = Admission(max_queue=4, max_bytes=10**9, on_depth=lambda _: None)
         ticket = adm.admit()
         adm.stop()
         with pytest.raises(ShuttingDownError):
@@ -59,3 +61,34 @@ def test_stop_refuses_new_requests_and_drain_waits_for_admitted_ones() -> None:
         return timed_out, drained, adm.in_flight
 
     assert asyncio.run(scenario()) == (False, True, 0)
+
+
+def test_the_byte_budget_admits_one_request_of_any_size() -> None:
+    adm = Admission(max_queue=8, max_bytes=100, on_depth=lambda _: None)
+    with adm.admit(500):  # alone: taken, whatever its size
+        assert adm.bytes_in_flight == 500
+        with pytest.raises(QueueFullError, match="MPLMM_MAX_INFLIGHT_BYTES=100"):
+            adm.admit(1)
+    with adm.admit(60), adm.admit(40):
+        assert adm.bytes_in_flight == 100
+        with pytest.raises(QueueFullError):
+            adm.admit(1)
+    assert adm.bytes_in_flight == 0
+
+
+def test_a_ticket_is_held_until_its_work_ends() -> None:
+    async def scenario() -> list[int]:
+        adm = Admission(max_queue=1, max_bytes=10**9, on_depth=lambda _: None)
+        work: concurrent.futures.Future[int] = concurrent.futures.Future()
+        seen = []
+        with adm.admit() as ticket:
+            ticket.hold_until(work)
+        seen.append(adm.in_flight)  # left, but its work still runs
+        with pytest.raises(QueueFullError):
+            adm.admit()
+        threading.Thread(target=lambda: work.set_result(1)).start()
+        await asyncio.wait_for(adm.drain(5.0), 5.0)
+        seen.append(adm.in_flight)
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 0]
