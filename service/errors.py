@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     INVALID_PACK = "invalid_pack"
     PACK_VERSION_CONFLICT = "pack_version_conflict"
     DEFAULT_PACK = "default_pack_protected"
+    STORAGE_ERROR = "storage_error"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNAUTHORIZED = "unauthorized"
@@ -145,6 +146,10 @@ class PackConflictError(ServiceError, status=409, code=ErrorCode.PACK_VERSION_CO
 
 class DefaultPackProtectedError(ServiceError, status=409, code=ErrorCode.DEFAULT_PACK):
     """The default pack cannot be removed."""
+
+
+class PackStorageError(ServiceError, status=507, code=ErrorCode.STORAGE_ERROR):
+    """The packs dir could not be written (disk full, read-only); nothing changed."""
 
 
 # ------------------------------------------------------------------ admin

@@ -42,6 +42,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     ),
     503: ("Not ready, draining or queue full", "queue_full", "256 requests are already queued"),
     504: ("Timed out", "timeout", "the request took longer than MPLMM_REQUEST_TIMEOUT_S=30 s"),
+    507: (
+        "The packs dir could not be written",
+        "storage_error",
+        "cannot write pack emotion to the packs dir /var/lib/mplmm/packs: No space left on "
+        "device; nothing was changed and the previous version keeps serving",
+    ),
 }
 
 

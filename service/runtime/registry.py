@@ -19,6 +19,7 @@ from types import MappingProxyType
 from service.errors import (
     DefaultPackProtectedError,
     PackConflictError,
+    PackStorageError,
     PackValidationError,
     UnknownPackError,
 )
@@ -184,7 +185,10 @@ class PackRegistry:
                     f"pack {name} version {version} already exists; versions are immutable, "
                     "bump the manifest's version"
                 )
-            staged = self.dir.stage(name, version, manifest_bytes, weights)
+            try:
+                staged = self.dir.stage(name, version, manifest_bytes, weights)
+            except OSError as exc:
+                raise self._storage_error(name, exc) from exc
             try:
                 pack = self._load_and_warm(PackLocation(name, version, staged))
                 loc = self.dir.commit(staged, name, version)
@@ -193,13 +197,28 @@ class PackRegistry:
                 raise PackConflictError(
                     f"pack {name} version {version} was written concurrently"
                 ) from exc
+            except OSError as exc:
+                self.dir.abandon(staged)
+                raise self._storage_error(name, exc) from exc
             except BaseException:
                 self.dir.abandon(staged)
                 raise
-            self.dir.set_current(name, version)
+            try:
+                self.dir.set_current(name, version)
+            except OSError as exc:
+                self.dir.abandon(loc.path)  # not published: the old version stays current
+                raise self._storage_error(name, exc) from exc
             pack = pack.moved_to(loc.path)
             previous = self._swap_in(pack)
         return SwapResult(pack, previous)
+
+    def _storage_error(self, name: str, exc: OSError) -> PackStorageError:
+        log.error("packs dir write failed", extra={"pack": name, "error": str(exc)})
+        return PackStorageError(
+            f"cannot write pack {name} to the packs dir {self.dir.root}: "
+            f"{exc.strerror or exc}; nothing was changed and the previous version keeps "
+            "serving"
+        )
 
     def remove(self, name: str) -> LoadedPack:
         """Unload a pack and delete it from the shared dir (every replica unloads it)."""
@@ -212,5 +231,8 @@ class PackRegistry:
         with self._write_lock:
             pack = self.get(name)
             if (self.dir.root / name).is_dir():
-                self.dir.remove_pack(name)
+                try:
+                    self.dir.remove_pack(name)
+                except OSError as exc:
+                    raise self._storage_error(name, exc) from exc
             return self._unload(pack.name)

@@ -92,7 +92,7 @@ async def _part_bytes(value: UploadFile | str | None, field: str, limit: int) ->
     "poll of the packs dir (MPLMM_PACK_WATCH_INTERVAL_S).",
     response_model=PackUploadResponse,
     openapi_extra={"requestBody": _UPLOAD_BODY},
-    responses=error_responses(401, 403, 409, 413, 415, 422, 503),
+    responses=error_responses(401, 403, 409, 413, 415, 422, 503, 507),
 )
 async def upload_pack(
     name: str, request: Request, runtime: RuntimeDep, settings: SettingsDep, _: AdminDep
@@ -123,7 +123,7 @@ async def upload_pack(
     "/{name}",
     summary="Unload a pack and delete it from the packs dir (admin)",
     response_model=PackDeleteResponse,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503, 507),
 )
 async def delete_pack(name: str, runtime: RuntimeDep, _: AdminDep) -> PackDeleteResponse:
     check_pack_name(name)

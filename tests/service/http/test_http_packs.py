@@ -353,3 +353,37 @@ def test_an_upload_over_the_pack_limit_is_413_naming_the_setting(
         versions = {p["name"]: p["version"] for p in c.get("/packs").json()["packs"]}
         assert versions["sentiment"] == "1.0.0"  # nothing swapped in
     assert sorted(p.name for p in (packs_dir / "sentiment").iterdir()) == ["1.0.0"]
+
+
+@pytest.mark.parametrize("step", ["stage", "set_current"])
+def test_a_full_disk_during_an_upload_is_507_and_changes_nothing(
+    client: TestClient, packs_dir: Path, svc_bundle: TinyBundle, monkeypatch: Any, step: str
+) -> None:
+    import errno
+
+    from service.runtime import packdir
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(packdir.PackDir, step, full)
+    files = upload_files(svc_bundle.uploads / "sentiment" / "2.0.0")
+    r = client.put("/packs/sentiment", files=files, headers=AUTH)
+    assert r.status_code == 507
+    err = error_of(r)
+    assert err["code"] == "storage_error"
+    assert err["message"].startswith(f"cannot write pack sentiment to the packs dir {packs_dir}")
+    assert "No space left on device" in err["message"]
+    assert err["message"].endswith("the previous version keeps serving")
+    versions = {p["name"]: p["version"] for p in client.get("/packs").json()["packs"]}
+    assert versions["sentiment"] == "1.0.0"
+    # Nothing half-written is left: no new version, no staging dir.
+    assert sorted(p.name for p in (packs_dir / "sentiment").iterdir()) == ["1.0.0"]
+    assert client.post("/predict", json={"text": "still serving"}).json()["pack"] == {
+        "name": "sentiment",
+        "version": "1.0.0",
+    }
+    monkeypatch.undo()  # the disk has room again: the same upload goes through
+    r = client.put("/packs/sentiment", files=files, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["pack"]["version"] == "2.0.0"
