@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_helpers import (
@@ -413,4 +415,84 @@ def test_a_client_mistake_is_never_a_500(client: TestClient, kwargs: dict[str, A
         err = error_of(r)
         assert err["code"]
         assert err["message"]
+    still_serves(client)
+
+
+def _mutations(name: str, data: bytes, seed: int) -> list[tuple[str, bytes]]:
+    """Truncated, bit-flipped and header-damaged copies of real media."""
+    rng = np.random.default_rng(seed)
+    flipped = bytearray(data)
+    for i in rng.integers(0, len(data), 40):
+        flipped[i] ^= 1 << int(rng.integers(0, 8))
+    zeroed = bytearray(data)
+    zeroed[: min(64, len(data))] = bytes(min(64, len(data)))
+    return [
+        (f"{name}-half", data[: len(data) // 2]),
+        (f"{name}-10-bytes", data[:10]),
+        (f"{name}-bit-flipped", bytes(flipped)),
+        (f"{name}-zeroed-header", bytes(zeroed)),
+        (f"{name}-tail-only", data[len(data) // 3 :]),
+        (f"{name}-empty", b""),
+    ]
+
+
+def test_damaged_real_media_gets_a_4xx_or_an_answer_never_a_500(
+    client: TestClient, svc_face_mp4: bytes
+) -> None:
+    wav, png = speech_wav(0.8), cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    cases = [
+        *(("audio", n, d) for n, d in _mutations("wav", wav, 0)),
+        *(("video", n, d) for n, d in _mutations("mp4", svc_face_mp4, 1)),
+        ("audio", "png-as-audio", png),
+        ("video", "wav-as-video", wav),
+        ("video", "png-as-video", png),
+    ]
+    statuses = {}
+    for field, name, data in cases:
+        r = client.post(
+            "/predict", files={field: (f"{name}.bin", data, "application/octet-stream")}
+        )
+        statuses[name] = r.status_code
+        assert r.status_code == 200 or 400 <= r.status_code < 500, (name, r.text)
+        if r.status_code != 200:
+            assert error_of(r)["code"], name
+    # The undecodable ones are refused, whatever survives of the rest.
+    for name in ("wav-10-bytes", "wav-empty", "mp4-10-bytes", "mp4-empty", "png-as-audio"):
+        assert statuses[name] in (413, 415, 422), (name, statuses[name])
+    still_serves(client)
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"json": {"text": "x" * 1_000_000}}, 413),  # 1 MB of text
+        ({"json": {"text": 42}}, 422),
+        ({"json": {"text": ["a", "b"]}}, 422),
+        ({"json": {"text": "hi", "pack": 7}}, 422),
+        ({"json": {"text": "hi", "colour": "red"}}, 422),
+        ({"json": ["text", "hi"]}, 422),
+        ({"data": {"text": "hi", "mood": "x"}}, 422),
+        ({"data": {"text": "hi", "pack": "no-such-pack"}}, 404),
+        ({"data": {"text": "hi", "pack": "../../etc"}}, 422),
+        ({"content": b"text=a&text=b", "headers": {"content-type": FORM}}, 422),
+    ],
+)  # fmt: skip
+def test_hostile_fields_get_their_4xx(client: TestClient, kwargs: dict, status: int) -> None:
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert error_of(r)["code"]
+    still_serves(client)
+
+
+def test_a_declared_2_gb_body_is_413_before_reading(client: TestClient) -> None:
+    r = client.post(
+        "/predict",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": str(2 * 1024**3)},
+    )
+    assert r.status_code == 413
+    assert error_of(r)["message"].startswith(f"request body is {2 * 1024**3} bytes")
     still_serves(client)
