@@ -185,6 +185,12 @@ class HealthResponse(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class RejectedPack(BaseModel):
+    name: str
+    version: str
+    reason: str
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     reason: str | None = Field(default=None, examples=["loading: encoders"])
@@ -194,6 +200,11 @@ class ReadyResponse(BaseModel):
     default_pack: str
     backbone_sha256: str | None = None
     feature_spec_sha256: str | None = None
+    rejected_packs: list[RejectedPack] = Field(
+        default_factory=list,
+        description="pack versions current on disk that failed validation or warm-up; "
+        "the previous version of each keeps serving",
+    )
 
 
 def prediction_response(pred: Prediction, request_id: str) -> PredictResponse:

@@ -14,9 +14,11 @@ version is current: the one `CURRENT` names, else the highest version in natural
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,23 @@ class PackDir:
         trash = self.root / f".deleted-{name}-{uuid.uuid4().hex}"
         os.rename(base, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def remove_stale(self, max_age_s: float) -> list[Path]:
+        """Delete what an interrupted writer left (a process killed mid-upload or
+        mid-delete): hidden staging and trash dirs older than `max_age_s`. Younger ones
+        may be another replica's upload in progress and are left alone."""
+        if not self.root.is_dir():
+            return []
+        cutoff = time.time() - max_age_s
+        candidates = [p for p in self.root.glob(".deleted-*") if p.is_dir()]
+        candidates += [p for p in self.root.glob("*/.tmp-*") if p.is_dir()]
+        removed = []
+        for path in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        return removed
 
     def seed_from(self, source: Path) -> list[PackLocation]:
         """Copy every pack of `source` into an EMPTY packs dir (first start on a fresh

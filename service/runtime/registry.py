@@ -75,6 +75,16 @@ class PackRegistry:
     def all(self) -> list[LoadedPack]:
         return [self._packs[k] for k in sorted(self._packs)]
 
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(name, version, reason) of every version on disk refused since start-up that
+        is still the current one there (a newer good version clears it)."""
+        out = []
+        for (name, version), reason in sorted(self._rejected.items()):
+            loc = self.dir.current(name)
+            if loc is not None and loc.version == version:
+                out.append((name, version, reason))
+        return out
+
     def __len__(self) -> int:
         return len(self._packs)
 

@@ -24,6 +24,10 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A hidden staging dir older than this was left by a writer that died (kill -9 during a
+# PUT); a younger one may be another replica's upload in progress.
+STALE_WRITE_S = 3600.0
+
 
 class Phase(StrEnum):
     STARTING = "starting"
@@ -63,6 +67,7 @@ class Readiness:
     packs: list[LoadedPack]
     backbone_sha256: str | None
     feature_spec_sha256: str | None
+    rejected: list[tuple[str, str, str]]  # (pack, version, reason) refused on disk
 
 
 class ServiceRuntime:
@@ -114,6 +119,8 @@ class ServiceRuntime:
         self.phase = Phase.LOADING_PACKS
         packs_dir = s.resolved_packs_dir
         packs_dir.mkdir(parents=True, exist_ok=True)
+        for path in PackDir(packs_dir).remove_stale(STALE_WRITE_S):
+            log.warning("removed what an interrupted pack write left", extra={"path": str(path)})
         seeded = PackDir(packs_dir).seed_from(s.bundled_packs_dir)
         if seeded:
             names = [f"{loc.name}={loc.version}" for loc in seeded]
@@ -233,6 +240,7 @@ class ServiceRuntime:
             packs=self.registry.all() if self.registry else [],
             backbone_sha256=self.backbone.sha256 if self.backbone else None,
             feature_spec_sha256=self.feature_spec_sha256,
+            rejected=self.registry.rejected() if self.registry else [],
         )
 
     def ready_pipeline(self) -> InferencePipeline:

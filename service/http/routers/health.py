@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.http.deps import RuntimeDep
-from service.http.schemas import HealthResponse, PackRef, ReadyResponse
+from service.http.schemas import HealthResponse, PackRef, ReadyResponse, RejectedPack
 
 router = APIRouter(tags=["health"])
 
@@ -33,6 +33,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         default_pack=runtime.settings.default_pack,
         backbone_sha256=r.backbone_sha256,
         feature_spec_sha256=r.feature_spec_sha256,
+        rejected_packs=[RejectedPack(name=n, version=v, reason=why) for n, v, why in r.rejected],
     )
     headers = None if r.ready else {"Retry-After": "5"}
     return JSONResponse(

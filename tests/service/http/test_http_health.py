@@ -47,6 +47,7 @@ def test_healthz_and_readyz_when_ready(app: Any, svc_bundle: TinyBundle) -> None
         "default_pack": "sentiment",
         "backbone_sha256": svc_bundle.backbone_sha256,
         "feature_spec_sha256": svc_bundle.feature_spec_sha256,
+        "rejected_packs": [],
     }
 
 

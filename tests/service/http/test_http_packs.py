@@ -330,8 +330,41 @@ def test_a_bad_pack_on_disk_at_start_is_skipped(
         ready = c.get("/readyz").json()
         assert ready["ready"] is True
         assert ready["packs"] == [{"name": "sentiment", "version": "1.0.0"}]
+        [rejected] = ready["rejected_packs"]
+        assert (rejected["name"], rejected["version"]) == ("emotion", "1.0.0")
+        assert "sha256" in rejected["reason"]
         text = c.get("/metrics").text
         assert metric(text, 'pack_load_failures_total{pack="emotion"}') == 1.0
+
+
+def test_a_corrupt_version_seen_by_the_watcher_is_refused_and_reported(
+    svc_bundle: TinyBundle, svc_extractor: Any, packs_dir: Path
+) -> None:
+    import shutil
+    import time
+
+    settings = settings_for(svc_bundle, packs_dir, pack_watch_interval_s=0.1)
+    with running_app(settings, svc_extractor, svc_bundle.feature_spec_sha256) as c:
+        new = packs_dir / "sentiment" / "2.0.0"
+        shutil.copytree(svc_bundle.uploads / "sentiment" / "2.0.0", new)
+        weights = new / "pack.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1  # one flipped bit: the manifest's sha256 no longer matches
+        weights.write_bytes(bytes(data))
+        (packs_dir / "sentiment" / "CURRENT").write_text("2.0.0\n")
+        deadline = time.monotonic() + 20
+        while not c.get("/readyz").json()["rejected_packs"]:
+            assert time.monotonic() < deadline, "the watcher never reported the bad version"
+            time.sleep(0.1)
+        ready = c.get("/readyz").json()
+        assert ready["ready"] is True
+        [rejected] = ready["rejected_packs"]
+        assert (rejected["name"], rejected["version"]) == ("sentiment", "2.0.0")
+        assert {"name": "sentiment", "version": "1.0.0"} in ready["packs"]
+        r = c.post("/predict", json={"text": "still the old version"})
+        assert r.json()["pack"] == {"name": "sentiment", "version": "1.0.0"}
+        text = c.get("/metrics").text
+        assert metric(text, 'pack_load_failures_total{pack="sentiment"}') == 1.0
 
 
 def test_an_upload_over_the_pack_limit_is_413_naming_the_setting(
@@ -387,3 +420,30 @@ def test_a_full_disk_during_an_upload_is_507_and_changes_nothing(
     r = client.put("/packs/sentiment", files=files, headers=AUTH)
     assert r.status_code == 200, r.text
     assert r.json()["pack"]["version"] == "2.0.0"
+
+
+def test_what_a_killed_upload_left_is_ignored_then_cleaned(
+    svc_bundle: TinyBundle, svc_extractor: Any, packs_dir: Path
+) -> None:
+    # The state a `kill -9` during a PUT leaves: a hidden staging dir with half a file.
+    import os
+    import time
+
+    old = packs_dir / "sentiment" / ".tmp-2.0.0-dead"
+    old.mkdir()
+    (old / "pack.safetensors").write_bytes(b"half a pack")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    young = packs_dir / "emotion" / ".tmp-9.9.9-uploading"  # another replica, mid-upload
+    young.mkdir()
+    settings = settings_for(svc_bundle, packs_dir)
+    with running_app(settings, svc_extractor, svc_bundle.feature_spec_sha256) as c:
+        ready = c.get("/readyz").json()
+        assert ready["ready"] is True
+        assert {p["name"]: p["version"] for p in ready["packs"]} == {
+            "emotion": "1.0.0",
+            "sentiment": "1.0.0",
+        }
+        assert ready["rejected_packs"] == []
+    assert not old.exists()
+    assert young.is_dir()
