@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             runtime.begin_drain()
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal once it has shut down, so the process would die
+            # by it (exit 143); a drained shutdown is a clean one: exit status 0.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     config = uvicorn.Config(
         app,

@@ -154,8 +154,7 @@ def test_serve_starts_serves_and_drains_on_sigterm(svc_bundle: TinyBundle, tmp_p
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join()
-        # uvicorn re-raises the captured SIGTERM after its graceful shutdown.
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0  # drained: a clean exit, not death by signal
         assert set(results) <= {200, 503}  # in flight: answered; too late: refused, not dropped
         assert 200 in results
     finally:
