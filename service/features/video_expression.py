@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.expressions import FACE_EXPRESSIONS
+from model.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class ExpressionModel:
         classes = self.meta.get("classes")
         if classes is not None and tuple(classes) != EXPRESSIONS:  # type: ignore[arg-type]
             raise ValueError(f"{meta_path}: classes {classes} != expected {list(EXPRESSIONS)}")
+        want = self.meta.get("sha256")
+        if want is not None and (got := sha256_file(path)) != want:
+            raise ValueError(
+                f"{path} has sha256 {got[:12]}..., {meta_path.name} records {str(want)[:12]}...: "
+                f"the file is damaged; rebuild it with `mplmm build-encoders --force --only face`"
+            )
         opts = ort.SessionOptions()
         # One thread: crops are batched per video and requests run in parallel.
         opts.intra_op_num_threads = intra_op_threads
