@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import shutil
 import signal
@@ -24,12 +23,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import harness
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_service", REPO / "bench" / "service.py")
-if _spec is None or _spec.loader is None:
-    raise ImportError("bench/service.py not found")
-bench_service = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_service)
 
 
 def main() -> int:
@@ -37,15 +33,15 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    audio, _ = bench_service.audio_clip()
+    audio, _ = harness.audio_clip()
     bodies = [
-        bench_service.multipart({"text": "I really loved this film"}, {}),
-        bench_service.multipart({}, {"audio": ("a.wav", audio, "audio/wav")}),
+        harness.multipart({"text": "I really loved this film"}, {}),
+        harness.multipart({}, {"audio": ("a.wav", audio, "audio/wav")}),
     ]
     with tempfile.TemporaryDirectory(prefix="mplmm-bench-drain-") as tmp:
         packs = Path(tmp) / "packs"
         shutil.copytree(REPO / "bundle" / "packs", packs)
-        server = bench_service.Server(REPO / "bundle", packs, drain_timeout_s="20")
+        server = harness.Server(REPO / "bundle", packs, drain_timeout_s="20")
         server.wait_ready()
         sigterm_at: list[float] = []
         lock = threading.Lock()

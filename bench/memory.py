@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import re
@@ -28,12 +27,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import harness
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_service", REPO / "bench" / "service.py")
-if _spec is None or _spec.loader is None:
-    raise ImportError("bench/service.py not found")
-bench_service = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_service)
 
 
 def rss_mb(pid: int) -> float:
@@ -88,7 +84,7 @@ def burst(server: Any, clients: int, body: bytes, ctype: str) -> tuple[Counter[i
 def run(budget_bytes: int, clients: int, mb: int, tmp: Path) -> dict[str, Any]:
     packs = tmp / f"packs-{budget_bytes}"
     shutil.copytree(REPO / "bundle" / "packs", packs)
-    server = bench_service.Server(
+    server = harness.Server(
         REPO / "bundle",
         packs,
         max_inflight_bytes=str(budget_bytes),
@@ -97,11 +93,11 @@ def run(budget_bytes: int, clients: int, mb: int, tmp: Path) -> dict[str, Any]:
     )
     try:
         server.wait_ready()
-        text, text_ctype = bench_service.multipart({"text": "warm up"}, {})
+        text, text_ctype = harness.multipart({"text": "warm up"}, {})
         assert post(server.port, text, text_ctype) == 200
         before = rss_mb(server.proc.pid)
         payload = b"\x00\x00\x00\x20ftypisom" + os.urandom(mb * 1024 * 1024)
-        body, ctype = bench_service.multipart({}, {"video": ("v.mp4", payload, "video/mp4")})
+        body, ctype = harness.multipart({}, {"video": ("v.mp4", payload, "video/mp4")})
         statuses, wall, peak = burst(server, clients, body, ctype)
         time.sleep(1.0)
         after = rss_mb(server.proc.pid)

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from train_helpers import ENCODERS, write_run_config
 
 from model.manifest import BackboneInfo, check_pack_fits, read_pack
 from mplmm.cli import main
 
-ENCODERS = Path(__file__).resolve().parents[3] / "bundle" / "encoders"
 WORDS = {"pos": "great lovely wonderful happy", "neg": "awful terrible sad horrible"}
 
 
@@ -35,35 +35,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text = words if i % 3 != 1 else ""  # some audio-only rows
         lines.append(f"s{i},{split},{text},{audio},{label}")
     (root / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "run.toml").write_text(
-        f"""
-out = "{root / "bundle"}"
-encoders = "{ENCODERS}"
-eval_out = "{root / "eval"}"
-pretrain_task = "toy"
-[model]
-d = 8
-heads = 2
-layers = 1
-self_layers = 1
-prompt_length = 2
-[pretrain]
-epochs = 2
-batch_size = 8
-[tune]
-epochs = 2
-batch_size = 8
-[data]
-source = "manifest"
-manifest = "{root / "data.csv"}"
-labels = ["neg", "pos"]
-cache_dir = "{root / "cache"}"
-[packs.toy]
+    write_run_config(
+        root,
+        """[packs.toy]
 task = "toy"
 version = "0.1.0"
 ablation = "full"
 """,
-        encoding="utf-8",
     )
     return root
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import ENCODERS, write_run_config
 
 from model.manifest import read_pack
 from model.missing import MissingType
 from mplmm.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
-ENCODERS = REPO / "bundle" / "encoders"
 sys.path.insert(0, str(REPO / "tests" / "service"))
 from service_helpers import face_mp4, speech_wav  # noqa: E402
 
@@ -40,35 +40,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         k = (i // 2) % 2
         lines.append(f"v{i},{split},{words},{label}{k}.wav,{label}{k}.mp4,{label}")
     (root / "data.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "run.toml").write_text(
-        f"""
-out = "{root / "bundle"}"
-encoders = "{ENCODERS}"
-eval_out = "{root / "eval"}"
-pretrain_task = "toy"
-[model]
-d = 8
-heads = 2
-layers = 1
-self_layers = 1
-prompt_length = 2
-[pretrain]
-epochs = 2
-batch_size = 8
-[tune]
-epochs = 2
-batch_size = 8
-[data]
-source = "manifest"
-manifest = "{root / "data.csv"}"
-labels = ["neg", "pos"]
-cache_dir = "{root / "cache"}"
-[packs.faces]
+    write_run_config(
+        root,
+        """[packs.faces]
 task = "toy"
 version = "0.1.0"
 ablation = "none"
 """,
-        encoding="utf-8",
     )
     return root
 
