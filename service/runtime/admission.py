@@ -7,8 +7,10 @@ over either gets 503 with Retry-After, unread), and keeps a drain waiting. A req
 timed out while an extraction thread still runs for it keeps its ticket until that
 thread ends, so the limits count the work the process is really doing.
 
-A ticket also says whether its request can still reach the backbone batcher: when every
-admitted request is already queued there, the batcher need not wait for more.
+A ticket also says how far its request has got, so that a batcher need not wait for
+company that cannot come: the text batcher waits only while some admitted request has
+not reached its extraction step, the backbone batcher only while some has not been
+queued there.
 """
 
 from __future__ import annotations
@@ -34,12 +36,20 @@ class Ticket:
         self._admission = admission
         self.nbytes = nbytes
         self._upstream = True  # not yet queued for the backbone
+        self._before_extract = True  # not yet at its extraction step
         self._pending = 0  # running work this request started (extraction threads)
         self._left = False
         self._released = False
 
+    def extracting(self) -> None:
+        """The request has reached its extraction step (or will never reach it)."""
+        if self._before_extract:
+            self._before_extract = False
+            self._admission._before_extract -= 1
+
     def queued_for_backbone(self) -> None:
         """The request has reached the backbone batcher (or will never reach it)."""
+        self.extracting()
         if self._upstream:
             self._upstream = False
             self._admission._upstream -= 1
@@ -91,6 +101,7 @@ class Admission:
         self.in_flight = 0
         self.bytes_in_flight = 0
         self._upstream = 0  # admitted requests not yet queued for the backbone
+        self._before_extract = 0  # admitted requests not yet at their extraction step
         self.closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -115,6 +126,7 @@ class Admission:
         self.in_flight += 1
         self.bytes_in_flight += nbytes
         self._upstream += 1
+        self._before_extract += 1
         self._idle.clear()
         self._on_depth(self.in_flight)
         return Ticket(self, nbytes)
@@ -126,6 +138,11 @@ class Admission:
     def nothing_else_coming(self) -> bool:
         """Every admitted request is already at the backbone batcher."""
         return self._upstream == 0
+
+    def nothing_left_to_extract(self) -> bool:
+        """Every admitted request has reached its extraction step: no more text can
+        join the text batcher."""
+        return self._before_extract == 0
 
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1

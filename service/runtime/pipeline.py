@@ -93,7 +93,11 @@ class InferencePipeline:
         )
         # MiniLM costs about half as much per utterance at batch 16+ as alone.
         self.text_batcher: DynamicBatcher[_TextGroup, str, SampleFeatures] = DynamicBatcher(
-            self._extract_texts, max_batch=max_batch, max_wait_s=max_wait_s, name="text"
+            self._extract_texts,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            nothing_else_coming=self.admission.nothing_left_to_extract,
+            name="text",
         )
 
     @property
@@ -208,6 +212,7 @@ class InferencePipeline:
         """Text alone goes through the text batcher; media through the extraction pool,
         whose thread keeps the ticket until it ends (a timeout does not stop a thread);
         nothing (the pack reads none of what was sent) is answered at once."""
+        ticket.extracting()  # before submitting: the text batcher may stop waiting now
         if sample.audio is None and sample.video is None:
             if sample.text is None:
                 return SampleFeatures.not_sent(pack.input_shapes)

@@ -92,3 +92,14 @@ def test_a_ticket_is_held_until_its_work_ends() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [1, 0]
+
+
+def test_nothing_left_to_extract_once_every_request_reached_extraction() -> None:
+    adm = Admission(max_queue=4, max_bytes=10**9, on_depth=lambda _: None)
+    with adm.admit() as first, adm.admit() as second:
+        assert not adm.nothing_left_to_extract()
+        first.extracting()
+        assert not adm.nothing_left_to_extract()
+        second.queued_for_backbone()  # reaching the backbone implies extraction is done
+        assert adm.nothing_left_to_extract()
+        assert not adm.nothing_else_coming()  # first is extracting, not yet at the backbone

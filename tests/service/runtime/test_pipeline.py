@@ -3,13 +3,21 @@ one bad text in a batch fails alone, the others are answered."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import TinyBundle, error_of, fresh_packs, running_app, settings_for
+from service_helpers import (
+    GatedExtractor,
+    TinyBundle,
+    error_of,
+    fresh_packs,
+    running_app,
+    settings_for,
+)
 
 from model.missing import Modality
 from service.errors import MediaTooLargeError
@@ -57,17 +65,27 @@ def test_one_bad_text_in_a_batch_fails_alone(
     loaded: LoadedExtractor, svc_bundle: TinyBundle, tmp_path: Path
 ) -> None:
     counting = CountingExtractor(loaded.extractor)
-    # Three requests fill one text batch (max 3) long before the wait runs out.
+    gated = GatedExtractor(counting)
     settings = settings_for(
         svc_bundle, fresh_packs(svc_bundle, tmp_path / "packs"), max_batch_size=3,
-        max_wait_ms=3000, max_text_chars=20,
+        max_text_chars=20,
     )  # fmt: skip
     texts = ["a fine day", "x" * 40, "so sad today"]
-    with (
-        running_app(settings, counting, svc_bundle.feature_spec_sha256) as client,
-        ThreadPoolExecutor(3) as pool,
-    ):
-        responses = list(pool.map(lambda t: client.post("/predict", json={"text": t}), texts))
+    app = running_app(settings, gated, svc_bundle.feature_spec_sha256)
+    with app as client, ThreadPoolExecutor(4) as pool:
+        # A first text holds the text batcher's thread at the gate, so the next three
+        # queue behind it and go out as one batch when the gate opens.
+        gated.gate.clear()
+        blocker = pool.submit(client.post, "/predict", json={"text": "first"})
+        gated.wait_entered(1)
+        futures = [pool.submit(client.post, "/predict", json={"text": t}) for t in texts]
+        deadline = time.monotonic() + 30
+        while app.runtime.pipeline.text_batcher.pending < 3:
+            assert time.monotonic() < deadline, "the three texts never queued"
+            time.sleep(0.01)
+        gated.gate.set()
+        responses = [f.result() for f in futures]
+        assert blocker.result().status_code == 200
     assert [r.status_code for r in responses] == [200, 413, 200]
     assert error_of(responses[1]) == {
         "code": "media_too_large",
@@ -77,4 +95,20 @@ def test_one_bad_text_in_a_batch_fails_alone(
     for r in (responses[0], responses[2]):
         assert r.json()["missing_type"]["name"] == "TEXT_ONLY"
     # The batch of three failed as a whole, then each text was encoded on its own.
-    assert counting.calls == [3, 1, 1, 1]
+    assert counting.calls == [1, 3, 1, 1, 1]
+
+
+def test_a_lone_text_does_not_wait_for_company_that_cannot_come(
+    loaded: LoadedExtractor, svc_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    # With a 60 s batching wait and a 10 s request timeout, a lone text request is only
+    # answered if the text batcher sees that no other admitted request can still join.
+    settings = settings_for(
+        svc_bundle, fresh_packs(svc_bundle, tmp_path / "packs"), max_wait_ms=60_000,
+        request_timeout_s=10,
+    )  # fmt: skip
+    with running_app(settings, loaded.extractor, svc_bundle.feature_spec_sha256) as client:
+        for text in ("alone", "and alone again"):
+            r = client.post("/predict", json={"text": text})
+            assert r.status_code == 200, r.text
+            assert r.json()["batch_size"] == 1
