@@ -46,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         runtime = ServiceRuntime(settings, ServiceMetrics())
         await runtime.load()
         try:
-            sizes = [p.stat().st_size for p in (args.audio, args.video) if p and p.is_file()]
-            pred = await runtime.predict(parse, sum(sizes) + len(args.text or ""))
+            pred = await runtime.predict(parse)  # alone in flight: always admitted
         except ServiceError as exc:
             error = {"error": {"code": exc.code.value, "message": exc.message}}
             sys.stdout.write(json.dumps(error) + "\n")

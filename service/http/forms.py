@@ -32,7 +32,6 @@ class _NotUtf8(MultiPartException):
     def __init__(self, field: str, exc: Exception) -> None:
         reason = getattr(exc, "reason", str(exc))
         super().__init__(f"{field}: not valid UTF-8 ({reason}); send UTF-8 text")
-        self.field = field
 
 
 def _decode(raw: bytes, what: str) -> str:

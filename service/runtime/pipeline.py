@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from model.feeds import backbone_feeds
-from model.missing import MODALITIES, Modality, types_from_presence
+from model.missing import MODALITIES, MissingType, Modality, types_from_presence
 from service.errors import (
     MediaError,
     NoUsableModalityError,
@@ -167,19 +167,23 @@ class InferencePipeline:
         face = policy.face_answer(row, video, pack.task, pack.labels, pack.expression_map)
         if face is not None:  # nothing the pack reads, but a face: its expressions answer
             row = row.with_results({Modality.VIDEO: video})
-        self._count_dropped(row)
-        if face is not None:
+            self._count_dropped(row)
             ticket.queued_for_backbone()  # this request will never reach the batcher
             timings[Stage.QUEUE.value] = timings[Stage.INFER.value] = 0.0
-            return self._prediction(face, AnsweredBy.FACE_EXPRESSION, pack, row, timings, 0)
-        policy.missing_type_of(row, pack.name, pack.modalities)  # 422 when nothing is usable
+            return self._prediction(
+                face, AnsweredBy.FACE_EXPRESSION, pack, row, MissingType.VIDEO_ONLY, timings, 0
+            )
+        self._count_dropped(row)
+        missing_type = policy.missing_type_of(row, pack.name, pack.modalities)  # or 422
 
         ticket.queued_for_backbone()
         out = await self.batcher.submit(pack, row)
         timings[Stage.QUEUE.value] = out.queue_ms
         timings[Stage.INFER.value] = out.infer_ms
         answer = policy.decode_output(pack.task, pack.labels, out.output)
-        return self._prediction(answer, AnsweredBy.PACK, pack, row, timings, out.batch_size)
+        return self._prediction(
+            answer, AnsweredBy.PACK, pack, row, missing_type, timings, out.batch_size
+        )
 
     @staticmethod
     def _prediction(
@@ -187,6 +191,7 @@ class InferencePipeline:
         answered_by: AnsweredBy,
         pack: LoadedPack,
         row: SampleFeatures,
+        missing_type: MissingType,
         timings: dict[str, float],
         batch_size: int,
     ) -> Prediction:
@@ -195,7 +200,7 @@ class InferencePipeline:
             answered_by=answered_by,
             pack_name=pack.name,
             pack_version=pack.version,
-            missing_type=row.missing_type,
+            missing_type=missing_type,
             modalities=row.results,
             timings_ms=timings,
             batch_size=batch_size,

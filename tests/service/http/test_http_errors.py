@@ -18,6 +18,7 @@ from service_helpers import (
     TinyBundle,
     error_of,
     fresh_packs,
+    metric,
     running_app,
     settings_for,
     speech_wav,
@@ -328,6 +329,8 @@ def test_server_fault_is_500_and_the_next_request_works(client: TestClient) -> N
         "code": "internal_error",
         "message": "internal server error; the request ID is in the logs",
     }
+    counted = 'predict_requests_total{pack="emotion",missing_type="none",status="500"}'
+    assert metric(client.get("/metrics").text, counted) == 1  # a 500 is counted too
     still_serves(client)
 
 

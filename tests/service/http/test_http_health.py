@@ -70,6 +70,8 @@ def test_not_ready_when_start_up_fails(svc_extractor: Any, tmp_path: Path) -> No
         r = c.post("/predict", json={"text": "hi"})
         assert r.status_code == 503
         assert error_of(r) == {"code": "not_ready", "message": f"not ready: {body['reason']}"}
+        counted = 'predict_requests_total{pack="unknown",missing_type="none",status="503"}'
+        assert metric(c.get("/metrics").text, counted) == 1
         assert c.get("/packs").status_code == 503
 
 
