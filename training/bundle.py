@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from model.files import atomic_write_json
-from service.features.extractor import FeatureExtractor
+from training.cli.common import extractor_for
 from training.config import RunConfig
 from training.data.corpora import Task
 from training.sources import corpora_dataset
@@ -16,7 +16,7 @@ from training.stages import pretrain_stage, tune_stage
 
 def build_bundle(run: RunConfig) -> dict[str, Any]:
     out = Path(run.out)
-    extractor = FeatureExtractor(run.encoders_dir)
+    extractor = extractor_for(run)
     tasks = sorted({run.pretrain_task, *(p.task for p in run.packs)})
     datasets = {t: corpora_dataset(run.data, Task(t), extractor, run.seed) for t in tasks}
     summary: dict[str, Any] = {

@@ -31,6 +31,9 @@ class DataConfig:
     labels: tuple[str, ...] = ()  # manifest source: the closed label set
     pairs_per_audio_train: int = 3  # label-conditioned text+audio pairs per training clip
     pairs_per_audio_eval: int = 1
+    # Rows with speech but no text get its transcript as their text (when the ASR gate
+    # passes it), as the service does for requests: packs learn from real transcripts.
+    transcribe: bool = True
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> 
     """MELD text + RAVDESS audio + label-conditioned pairs of the two, per split."""
     root = Path(data.data_dir)
     labels = LABELS[task]
-    cache = FeatureCache(Path(data.cache_dir), extractor)
+    cache = FeatureCache(Path(data.cache_dir), extractor, transcribe=data.transcribe)
     text_table, f1 = cache.table(meld_manifest(root, task))
     audio_table, f2 = cache.table(ravdess_manifest(root, task))
     text, audio = _by_split(text_table, labels), _by_split(audio_table, labels)
@@ -93,7 +93,7 @@ def manifest_dataset(data: DataConfig, extractor: Any) -> Dataset:
     if not data.labels:
         raise ValueError("[data] labels must list the label set for a manifest source")
     rows = read_manifest(data.manifest, data.labels)
-    cache = FeatureCache(Path(data.cache_dir), extractor)
+    cache = FeatureCache(Path(data.cache_dir), extractor, transcribe=data.transcribe)
     table, failures = cache.table(rows)
     for f in failures:
         log.warning("skipped %s row %d: %s", f.id, f.row, f.error)

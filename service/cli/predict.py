@@ -14,6 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", type=Path, default=None, help="audio file")
     parser.add_argument("--video", type=Path, default=None, help="video file")
     parser.add_argument("--pack", default=None, help="pack name (default: MPLMM_DEFAULT_PACK)")
+    parser.add_argument(
+        "--transcribe",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="without --text, use (or never use) the speech's transcript as the text "
+        "(default: as MPLMM_ASR says)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             audio=args.audio.read_bytes() if args.audio else None,
             video=args.video.read_bytes() if args.video else None,
         )
-        return PredictRequest(sample, None if args.pack is None else check_pack_name(args.pack))
+        pack = None if args.pack is None else check_pack_name(args.pack)
+        return PredictRequest(sample, pack, transcribe=args.transcribe)
 
     async def once() -> int:
         runtime = ServiceRuntime(settings, ServiceMetrics())

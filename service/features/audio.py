@@ -6,6 +6,9 @@ centroid, rolloff and flatness, zero-crossing rate: 67 values. One STFT feeds ev
 spectral feature. Normalisation uses fixed constants, never statistics of a data set,
 except cepstral mean normalisation per clip (see docs/FEATURES.md). The clip is trimmed to
 its active span (frames above the activity threshold) before pooling to La windows.
+
+Whether the audio is present is the voice-activity model's call (service.features.vad):
+sound without speech (music, noise) is absent as `no_speech`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from model.missing import Modality
 from service.features.audio_decode import TARGET_RATE, DecodedAudio, decode_audio
 from service.features.types import AbsentReason, ModalityResult
+from service.features.vad import Segment, VadSpec, VoiceActivity, speech_seconds
 from service.limits import Limits
 
 
@@ -49,6 +53,7 @@ class AudioSpec:
     min_active_s: float = 0.25  # less active audio than this is too short to use
     trim_margin_frames: int = 10
     pooling: str = "mean-uniform-windows"
+    vad: VadSpec = VadSpec()  # decides presence; the features above stay energy-trimmed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,34 +208,63 @@ def pool_frame_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.
     return out, mask
 
 
+@dataclass(frozen=True)
+class AudioOutcome:
+    """An audio extraction: the result, and for present audio the waveform and its speech
+    segments (what transcription needs)."""
+
+    result: ModalityResult
+    decoded: DecodedAudio | None = None
+    segments: tuple[Segment, ...] = ()
+
+
 class AudioFeatureExtractor:
-    """Audio bytes/path -> ModalityResult. Stateless apart from its spec: thread-safe."""
+    """Audio bytes/path -> ModalityResult. Stateless apart from its spec and the VAD
+    model: thread-safe."""
 
     def __init__(self, spec: AudioSpec | None = None, limits: Limits | None = None) -> None:
         self.spec = spec or AudioSpec()
         self.limits = limits or Limits()
+        self.vad = VoiceActivity(self.spec.vad, self.spec.sample_rate)
 
     def extract(self, data: bytes | Path, field: str = "audio") -> ModalityResult:
         """Decode and featurise; raises MediaError subclasses for bad input."""
+        return self.outcome(data, field).result
+
+    def outcome(self, data: bytes | Path, field: str = "audio") -> AudioOutcome:
+        """`extract`, keeping the waveform and the speech segments."""
         t0 = time.perf_counter()
         decoded = decode_audio(data, self.limits, field)
         decode_ms = (time.perf_counter() - t0) * 1e3
         if decoded is None:
-            return ModalityResult.absent(
+            absent = ModalityResult.absent(
                 Modality.AUDIO,
                 self.spec.length,
                 self.spec.dim,
                 AbsentReason.NO_AUDIO_TRACK,
                 timings_ms={"audio_decode": decode_ms},
             )
-        result = self.from_decoded(decoded)
-        result.timings_ms = {"audio_decode": decode_ms, **result.timings_ms}
-        return result
+            return AudioOutcome(absent)
+        out = self.from_decoded(decoded)
+        out.result.timings_ms = {"audio_decode": decode_ms, **out.result.timings_ms}
+        return out
 
-    def from_decoded(self, decoded: DecodedAudio) -> ModalityResult:
+    def from_decoded(self, decoded: DecodedAudio) -> AudioOutcome:
         t0 = time.perf_counter()
         ff = frame_features(decoded.samples, self.spec)
         feats, mask = pool_frame_windows(ff.frames, self.spec.length)
+        timings = {"audio_features": (time.perf_counter() - t0) * 1e3}
+        segments: list[Segment] = []
+        reason = ff.reason
+        if reason is None:  # some sound: is any of it speech?
+            t1 = time.perf_counter()
+            segments = self.vad.segments(decoded.samples)
+            timings["vad"] = (time.perf_counter() - t1) * 1e3
+            speech_s = speech_seconds(segments)
+            if speech_s == 0:
+                reason = AbsentReason.NO_SPEECH
+            elif speech_s < self.spec.vad.min_speech_s:
+                reason = AbsentReason.TOO_SHORT
         details: dict[str, Any] = {
             "duration_s": round(decoded.duration_s, 3),
             "active_s": round(ff.active_s, 3),
@@ -239,13 +273,16 @@ class AudioFeatureExtractor:
             "channels": decoded.channels,
             "container": decoded.container.value,
             "frames": int(ff.frames.shape[0]),
+            "speech_s": round(speech_seconds(segments), 3),
+            "speech_segments": [[s, e] for s, e in segments],
         }
-        timings = {"audio_features": (time.perf_counter() - t0) * 1e3}
-        if ff.reason is not None:
-            return ModalityResult.absent(
-                Modality.AUDIO, self.spec.length, self.spec.dim, ff.reason, details, timings
+        if reason is not None:
+            absent = ModalityResult.absent(
+                Modality.AUDIO, self.spec.length, self.spec.dim, reason, details, timings
             )
-        return ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
+            return AudioOutcome(absent)
+        result = ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
+        return AudioOutcome(result, decoded, tuple(segments))
 
     def warmup(self) -> None:
         """Pay librosa's numba compilation now (seconds) rather than on the first request."""
@@ -255,3 +292,4 @@ class AudioFeatureExtractor:
             np.float32
         )
         frame_features(y, self.spec)
+        self.vad.warmup()

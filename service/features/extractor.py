@@ -4,6 +4,8 @@
 (onnxruntime sessions and the tokenizers are thread-safe; the audio and video steps keep
 no state). Every modality gets a presence verdict and a reason; `not_sent` when the
 caller gave nothing. A video's audio track stands in for audio when no audio is sent.
+A sample that asks for it (`Sample.transcribe`) and has speech but no text gets the
+transcript of its speech as its text, when the transcript passes the ASR gate.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import importlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model.layout import REPO_ENCODERS_DIR
 from model.missing import Modality
-from service.features.audio import AudioFeatureExtractor
+from service.features.asr import Transcriber, Transcript
+from service.features.audio import AudioFeatureExtractor, AudioOutcome
 from service.features.audio_decode import read_bytes
 from service.features.spec import FeatureSpec
 from service.features.text import TextEncoder
@@ -39,6 +43,18 @@ def _as_media(value: Media) -> bytes | Path:
     return Path(value) if isinstance(value, str) else value
 
 
+@dataclass(frozen=True)
+class AsrOptions:
+    """How the extractor transcribes: `enabled` False loads no speech recogniser (a sample
+    asking for a transcript then gets text absent as `extractor_unavailable`)."""
+
+    enabled: bool = True
+    threads: int = 0  # 0: half the cores
+    concurrency: int = 1  # transcriptions at once
+    max_seconds: float = 60.0  # speech transcribed per sample
+    device: str = "auto"  # auto | cpu | cuda
+
+
 class FeatureExtractor:
     """Build once per process from an encoders folder; then `extract` / `extract_many`."""
 
@@ -48,6 +64,7 @@ class FeatureExtractor:
         limits: Limits | None = None,
         spec: FeatureSpec | None = None,
         text_threads: int = 0,
+        asr: AsrOptions | None = None,
     ) -> None:
         self.encoders_dir = Path(encoders_dir)
         self.limits = limits or Limits()
@@ -64,6 +81,17 @@ class FeatureExtractor:
             )
         else:
             log.warning("no video extractor in this build: video will be reported absent")
+        options = asr or AsrOptions()
+        self.asr: Transcriber | None = None
+        if options.enabled:
+            self.asr = Transcriber(
+                self.spec.asr,
+                threads=options.threads,
+                concurrency=options.concurrency,
+                max_seconds=options.max_seconds,
+                device=options.device,
+                sample_rate=self.spec.audio.sample_rate,
+            )
 
     def warmup(self) -> None:
         """Pay one-off costs (numba compilation, ORT first run) before the first request."""
@@ -71,6 +99,8 @@ class FeatureExtractor:
         self.audio.warmup()
         if self.video is not None:
             self.video.warmup()
+        if self.asr is not None:
+            self.asr.warmup()
 
     def extract(
         self, text: str | None = None, audio: Media | None = None, video: Media | None = None
@@ -83,33 +113,77 @@ class FeatureExtractor:
         Raises MediaError subclasses for bad input (the whole call fails)."""
         if not samples:
             raise ValueError("extract_many needs at least one sample")
-        texts = self._texts(samples)
-        rows: list[SampleFeatures] = []
-        for i, sample in enumerate(samples):
+        media: list[dict[Modality, ModalityResult]] = []
+        media_ms: list[float] = []
+        transcripts: list[Transcript | None] = []
+        for sample in samples:
             t0 = time.perf_counter()
-            row = {Modality.TEXT: texts[i], **self._audio_video(sample)}
+            results, audio = self._audio_video(sample)
+            transcripts.append(self._transcript(sample, audio))
+            media.append(results)
+            media_ms.append((time.perf_counter() - t0) * 1e3)
+        texts = self._texts(samples, transcripts)
+        rows: list[SampleFeatures] = []
+        for i, results in enumerate(media):
+            row = {Modality.TEXT: texts[i], **results}
             stage: dict[str, float] = {}
             for result in row.values():
                 stage.update(result.timings_ms)
             # The text batch's time is shared; count each sample's share in its total.
-            stage["total"] = (time.perf_counter() - t0) * 1e3 + sum(texts[i].timings_ms.values())
+            stage["total"] = media_ms[i] + sum(
+                v for k, v in texts[i].timings_ms.items() if not k.startswith("asr")
+            )
             rows.append(SampleFeatures(row, {k: round(v, 3) for k, v in stage.items()}))
         return rows
 
-    def _texts(self, samples: Sequence[Sample]) -> list[ModalityResult]:
+    def _transcript(self, sample: Sample, audio: AudioOutcome | None) -> Transcript | None:
+        """The transcript a sample asked for, when it has speech and no text."""
+        if not sample.transcribe or sample.text is not None or self.asr is None:
+            return None
+        if audio is None or audio.decoded is None:  # no speech to transcribe
+            return None
+        return self.asr.transcribe(audio.decoded.samples, list(audio.segments))
+
+    def _texts(
+        self, samples: Sequence[Sample], transcripts: Sequence[Transcript | None]
+    ) -> list[ModalityResult]:
+        """Client texts and accepted transcripts, encoded as one batch."""
         length, dim = self.spec.shape(Modality.TEXT)
-        out = [
-            ModalityResult.absent(Modality.TEXT, length, dim, AbsentReason.NOT_SENT)
-            for _ in samples
-        ]
-        sent = [i for i, s in enumerate(samples) if s.text is not None]
-        if sent:
-            encoded = self.text.encode_batch([str(samples[i].text) for i in sent])
-            for i, result in zip(sent, encoded, strict=True):
+        out: list[ModalityResult] = []
+        encode: dict[int, tuple[str, dict[str, Any], dict[str, float]]] = {}
+        for i, (sample, tr) in enumerate(zip(samples, transcripts, strict=True)):
+            absent = ModalityResult.absent(Modality.TEXT, length, dim, AbsentReason.NOT_SENT)
+            if sample.text is not None:
+                encode[i] = (str(sample.text), {"source": "client"}, {})
+            elif tr is not None and tr.accepted:
+                encode[i] = (tr.text, tr.details(), tr.timings_ms)
+            elif tr is not None:
+                absent = ModalityResult.absent(
+                    Modality.TEXT,
+                    length,
+                    dim,
+                    tr.reason or AbsentReason.EMPTY_TEXT,
+                    tr.details(),
+                    tr.timings_ms,
+                )
+            elif sample.transcribe and sample.text is None and self.asr is None:
+                absent = ModalityResult.absent(
+                    Modality.TEXT, length, dim, AbsentReason.UNAVAILABLE, {"source": "asr"}
+                )
+            out.append(absent)
+        if encode:
+            order = sorted(encode)
+            encoded = self.text.encode_batch([encode[i][0] for i in order])
+            for i, result in zip(order, encoded, strict=True):
+                _, details, timings = encode[i]
+                result.details = {**details, **result.details}
+                result.timings_ms = {**timings, **result.timings_ms}
                 out[i] = result
         return out
 
-    def _audio_video(self, sample: Sample) -> dict[Modality, ModalityResult]:
+    def _audio_video(
+        self, sample: Sample
+    ) -> tuple[dict[Modality, ModalityResult], AudioOutcome | None]:
         la, da = self.spec.shape(Modality.AUDIO)
         lv, dv = self.spec.shape(Modality.VIDEO)
         video_bytes: bytes | None = None
@@ -134,15 +208,19 @@ class FeatureExtractor:
         else:
             video = ModalityResult.absent(Modality.VIDEO, lv, dv, AbsentReason.NOT_SENT)
 
+        outcome: AudioOutcome | None = None
         if sample.audio is not None:
-            audio = self.audio.extract(_as_media(sample.audio), field="audio")
-            audio.details["source"] = "audio"
+            outcome = self.audio.outcome(_as_media(sample.audio), field="audio")
+            outcome.result.details["source"] = "audio"
         elif video_bytes is not None:
-            audio = self.audio.extract(video_bytes, field="video")
-            audio.details["source"] = "video"
-        else:
-            audio = ModalityResult.absent(Modality.AUDIO, la, da, AbsentReason.NOT_SENT)
-        return {Modality.AUDIO: audio, Modality.VIDEO: video}
+            outcome = self.audio.outcome(video_bytes, field="video")
+            outcome.result.details["source"] = "video"
+        audio = (
+            outcome.result
+            if outcome is not None
+            else ModalityResult.absent(Modality.AUDIO, la, da, AbsentReason.NOT_SENT)
+        )
+        return {Modality.AUDIO: audio, Modality.VIDEO: video}, outcome
 
 
 @functools.lru_cache(maxsize=4)

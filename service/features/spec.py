@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from model.missing import Modality
+from service.features.asr import AsrSpec
 from service.features.audio import AudioSpec
 from service.features.text import TextSpec
 
-SPEC_FORMAT = 1  # bump when the layout of to_dict() changes
+SPEC_FORMAT = 2  # bump when the layout of to_dict() changes
 
 
 @runtime_checkable
@@ -52,11 +53,13 @@ def default_video_spec() -> ModalitySpec | None:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The three modality specs; `video` is None in a build without a video extractor."""
+    """The three modality specs (`video` is None in a build without a video extractor),
+    and the speech recogniser whose transcripts can stand in for text."""
 
     text: TextSpec
     audio: AudioSpec
     video: ModalitySpec | None = None
+    asr: AsrSpec = AsrSpec()
 
     def modality(self, m: Modality) -> ModalitySpec | None:
         if m is Modality.TEXT:
@@ -77,6 +80,7 @@ class FeatureSpec:
             "text": self.text.to_dict(),
             "audio": self.audio.to_dict(),
             "video": self.video.to_dict() if self.video is not None else None,
+            "asr": self.asr.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -87,5 +91,5 @@ class FeatureSpec:
 
     @classmethod
     def load(cls, encoders_dir: Path) -> FeatureSpec:
-        """The spec of a built encoders folder, default audio, and the video default."""
+        """The spec of a built encoders folder, and the defaults of the rest."""
         return cls(text=TextSpec.load(encoders_dir), audio=AudioSpec(), video=default_video_spec())

@@ -31,7 +31,9 @@ class AbsentReason(StrEnum):
     EMPTY_TEXT = "empty_text"  # empty or whitespace-only
     SILENT = "silent"  # no frame above the activity threshold (silence or near-silence)
     TOO_SHORT = "too_short"  # some activity, but less than the minimum usable duration
+    NO_SPEECH = "no_speech"  # sound, but the voice-activity model hears no speech in it
     NO_AUDIO_TRACK = "no_audio_track"  # a video container without an audio stream
+    ASR_LOW_CONFIDENCE = "asr_low_confidence"  # a transcript the recogniser was unsure of
     NO_FACE = "no_face"  # too few sampled frames with a face (video)
     UNAVAILABLE = "extractor_unavailable"  # this build has no extractor for the modality
     NOT_TRAINED_FOR_PACK = "not_trained_for_pack"  # the service: the pack never learnt it
@@ -44,6 +46,7 @@ class Sample:
     text: str | None = None
     audio: Media | None = None
     video: Media | None = None
+    transcribe: bool = False  # without text: the speech's transcript becomes the text
 
     def sent(self, modality: Modality) -> bool:
         return getattr(self, modality.value) is not None

@@ -35,7 +35,8 @@ class BodyKind(StrEnum):
     FORM = "application/x-www-form-urlencoded"  # text and pack only (curl -d text=...)
 
 
-FORM_FIELDS = ("text", "audio", "video", "pack")
+FORM_FIELDS = ("text", "audio", "video", "pack", "transcribe")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
 
@@ -72,9 +73,25 @@ def body_kind(request: Request) -> BodyKind:
             return kind
     raise UnsupportedMediaTypeError(
         f"content type {ctype or 'none'!r} is not accepted: send multipart/form-data "
-        "(fields text, audio, video, pack) or application/json "
-        '({"text", "audio_b64", "video_b64", "pack"})'
+        "(fields text, audio, video, pack, transcribe) or application/json "
+        '({"text", "audio_b64", "video_b64", "pack", "transcribe"})'
     )
+
+
+def _flag(field: str, value: UploadFile | str | None) -> bool | None:
+    """A boolean form field: true/false (also 1/0, yes/no, on/off); empty means unset."""
+    if value is None:
+        return None
+    if isinstance(value, UploadFile):
+        raise RequestValidationFailed(f"{field}: send true or false as a text field")
+    v = value.strip().lower()
+    if v == "":
+        return None
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise RequestValidationFailed(f"{field}: {value[:20]!r} is not true or false")
 
 
 def _pack_name(value: str | None) -> str | None:
@@ -112,7 +129,7 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
     # Plain fields (text, pack) are capped in memory at a size well above the text limit;
     # file parts spool to disk and are size-checked before they are read.
     form = await read_form(
-        request, max_files=2, max_fields=4, max_part_size=8 * settings.max_text_chars
+        request, max_files=2, max_fields=5, max_part_size=8 * settings.max_text_chars
     )
     try:
         unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
@@ -134,7 +151,8 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
             audio=None if audio is None else await _file_bytes(settings, "audio", audio),
             video=None if video is None else await _file_bytes(settings, "video", video),
         )
-        return PredictRequest(sample, pack=_pack_name(pack))
+        transcribe = _flag("transcribe", form.get("transcribe"))
+        return PredictRequest(sample, pack=_pack_name(pack), transcribe=transcribe)
     finally:
         await form.close()
 
@@ -173,7 +191,7 @@ async def from_json(request: Request, settings: Settings) -> PredictRequest:
         audio=_b64(settings, "audio", parsed.audio_b64),
         video=_b64(settings, "video", parsed.video_b64),
     )
-    return PredictRequest(sample, pack=_pack_name(parsed.pack))
+    return PredictRequest(sample, pack=_pack_name(parsed.pack), transcribe=parsed.transcribe)
 
 
 async def read_predict_request(request: Request, settings: Settings) -> PredictRequest:

@@ -40,6 +40,11 @@ class PredictJsonRequest(BaseModel):
         default=None,
         description=f"prompt pack name ({PACK_NAME_PATTERN}); default from MPLMM_DEFAULT_PACK",
     )
+    transcribe: bool | None = Field(
+        default=None,
+        description="without text: use the transcript of the speech as the text (true), "
+        "or never (false); unset: as MPLMM_ASR says (auto: when the pack reads text)",
+    )
 
 
 class PredictMultipartRequest(BaseModel):
@@ -57,6 +62,11 @@ class PredictMultipartRequest(BaseModel):
         json_schema_extra={"format": "binary"},
     )
     pack: str | None = Field(default=None, description="prompt pack; default from config")
+    transcribe: bool | None = Field(
+        default=None,
+        description="true or false: transcribe the speech into the text modality when no "
+        "text is sent; unset: as MPLMM_ASR says",
+    )
 
 
 # ---------------------------------------------------------------- responses

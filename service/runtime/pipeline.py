@@ -38,6 +38,7 @@ from service.runtime.packs import LoadedPack
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
 from service.runtime.types import Answer, AnsweredBy, Prediction, PredictRequest
+from service.settings import AsrMode
 
 Parse = Callable[[], Awaitable[PredictRequest]]
 
@@ -75,12 +76,14 @@ class InferencePipeline:
         max_inflight_bytes: int,
         request_timeout_s: float,
         extract_workers: int,
+        asr_mode: AsrMode = AsrMode.AUTO,
     ) -> None:
         self.session = session
         self.registry = registry
         self.extractor = extractor
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
+        self.asr_mode = asr_mode
         self.admission = Admission(max_queue, max_inflight_bytes, metrics.queue_depth.set)
         self._pool = ThreadPoolExecutor(extract_workers, thread_name_prefix="mplmm-extract")
         self.batcher: DynamicBatcher[LoadedPack, SampleFeatures, np.ndarray] = DynamicBatcher(
@@ -133,7 +136,7 @@ class InferencePipeline:
                         raise NoUsableModalityError(
                             "no modality sent: send at least one of text, audio or video"
                         )
-                    pred = await self._admitted(req.sample, pack, ticket)
+                    pred = await self._admitted(req, pack, ticket)
         except TimeoutError as exc:
             self.metrics.count_request(pack_label, "none", RequestTimeoutError.http_status)
             raise RequestTimeoutError(
@@ -153,10 +156,12 @@ class InferencePipeline:
         self.metrics.count_request(pack.name, pred.missing_type.name, 200)
         return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
 
-    async def _admitted(self, sent: Sample, pack: LoadedPack, ticket: Ticket) -> Prediction:
+    async def _admitted(self, req: PredictRequest, pack: LoadedPack, ticket: Ticket) -> Prediction:
         t = time.perf_counter()
+        sent = req.sample
         reads_faces = pack.expression_map is not None
-        to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces)
+        transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
+        to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces, transcribe)
         features = await self._extract(to_extract, pack, ticket)
         timings = {Stage.EXTRACT.value: _ms_since(t)}
         for key, ms in features.timings_ms.items():

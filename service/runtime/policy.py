@@ -13,24 +13,50 @@ import numpy as np
 from model.config import Task
 from model.expressions import FACE_EXPRESSIONS
 from model.missing import MODALITIES, MissingType, Modality, NoModalityError
-from service.errors import NoUsableModalityError
+from service.errors import AsrOffError, NoUsableModalityError
 from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
 from service.runtime.types import Answer
+from service.settings import AsrMode
 
 Trained = frozenset[Modality]
 
 
-def inputs_to_extract(sample: Sample, trained: Trained, reads_faces: bool = False) -> Sample:
+def should_transcribe(
+    mode: AsrMode, requested: bool | None, sample: Sample, trained: Trained
+) -> bool:
+    """Whether the speech of a request becomes its text. Never when the client sent text
+    or no media; `requested` (the request's `transcribe` field) overrides the mode, except
+    that asking for a transcript from a server with MPLMM_ASR=off is an error."""
+    if mode is AsrMode.OFF:
+        if requested:
+            raise AsrOffError(
+                "transcribe: this server does not transcribe speech (MPLMM_ASR=off); "
+                "send the text, or leave transcribe unset"
+            )
+        return False
+    if sample.text is not None or (sample.audio is None and sample.video is None):
+        return False
+    if requested is not None:
+        return requested
+    return mode is AsrMode.ON or Modality.TEXT in trained
+
+
+def inputs_to_extract(
+    sample: Sample, trained: Trained, reads_faces: bool = False, transcribe: bool = False
+) -> Sample:
     """The part of a sample worth extracting for a pack trained on `trained`. A video is
     decoded when the pack reads video; when it reads faces (it has a face_expression_map:
     the expressions answer a face-only request, and are reported otherwise); or for its
-    audio track when the pack reads audio and no separate audio was sent."""
-    wants_track = Modality.AUDIO in trained and sample.audio is None
+    audio track when the pack reads audio, or its speech is to be transcribed, and no
+    separate audio was sent."""
+    wants_audio = Modality.AUDIO in trained or transcribe
+    wants_track = wants_audio and sample.audio is None
     wants_video = Modality.VIDEO in trained or reads_faces or wants_track
     return Sample(
         text=sample.text if Modality.TEXT in trained else None,
-        audio=sample.audio if Modality.AUDIO in trained else None,
+        audio=sample.audio if wants_audio else None,
         video=sample.video if wants_video else None,
+        transcribe=transcribe,
     )
 
 

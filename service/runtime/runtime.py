@@ -20,7 +20,7 @@ from service.runtime.pipeline import Extractor, InferencePipeline, Parse
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
 from service.runtime.types import Prediction
-from service.settings import Settings
+from service.settings import AsrMode, ExecutionProvider, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,23 @@ ExtractorFactory = Callable[[Settings], LoadedExtractor]
 
 def default_extractor_factory(settings: Settings) -> LoadedExtractor:
     """The real feature extractor over `<bundle>/encoders`, warmed up."""
-    from service.features.extractor import FeatureExtractor  # heavy: librosa, cv2, ORT
+    from service.features.extractor import (  # heavy: librosa, cv2, ORT, CTranslate2
+        AsrOptions,
+        FeatureExtractor,
+    )
 
-    extractor = FeatureExtractor(settings.encoders_dir, settings.limits)
+    s = settings
+    device = {ExecutionProvider.CPU: "cpu", ExecutionProvider.CUDA: "cuda"}.get(
+        s.execution_provider, "auto"
+    )
+    asr = AsrOptions(
+        enabled=s.asr is not AsrMode.OFF,
+        threads=s.asr_threads,
+        concurrency=s.asr_concurrency,
+        max_seconds=s.asr_max_seconds,
+        device=device,
+    )
+    extractor = FeatureExtractor(settings.encoders_dir, settings.limits, asr=asr)
     extractor.warmup()
     return LoadedExtractor(extractor, extractor.spec.sha256())
 
@@ -169,6 +183,7 @@ class ServiceRuntime:
             max_inflight_bytes=s.max_inflight_bytes,
             request_timeout_s=s.request_timeout_s,
             extract_workers=s.extract_workers,
+            asr_mode=s.asr,
         )
         self.pipeline.start()
         if s.pack_watch_interval_s > 0:

@@ -18,6 +18,7 @@ class PredictRequest:
 
     sample: Sample
     pack: str | None = None  # None: the default pack
+    transcribe: bool | None = None  # None: as MPLMM_ASR says
 
 
 class AnsweredBy(StrEnum):

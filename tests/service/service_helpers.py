@@ -6,7 +6,6 @@ of the built encoders, random-init packs, exported with `model.export` into a tm
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -19,8 +18,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import soundfile as sf
 from fastapi.testclient import TestClient
+from spoken import spoken_for, wav_bytes
 
 from model.missing import MODALITIES
 from service.features.types import SampleFeatures
@@ -122,15 +121,10 @@ def build_tiny_bundle(out: Path, spec: Any) -> TinyBundle:
 
 
 def speech_wav(seconds: float = 2.0, f0: float = 180.0, seed: int = 0) -> bytes:
-    """A voiced, syllable-like signal (harmonics under a 4 Hz envelope) as WAV bytes."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
-    y = (0.2 * envelope * voice / 2.3 + 0.002 * rng.standard_normal(t.shape)).astype(np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    """About `seconds` of real speech (espeak-ng, its pitch set from `f0`; `seed` picks
+    the sentences) as 16 kHz PCM WAV bytes."""
+    pitch = int(np.clip((f0 - 80.0) / 2.0, 0, 99))
+    return wav_bytes(spoken_for(seconds, seed=seed, pitch=pitch))
 
 
 def face_mp4(tmp: Path, frames: int = 30, fps: float = 10.0, gain: float = 1.0) -> bytes:

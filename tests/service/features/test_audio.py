@@ -1,10 +1,12 @@
-"""Audio frame features, pooling to La windows, and the presence verdict."""
+"""Audio frame features, pooling to La windows, and the presence verdict (voice activity:
+real speech from espeak-ng is present; music and noise are not)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from features_media import SR, encode, mp4_with_audio, speechlike, tone
+from spoken import spoken
 
 from model.missing import Modality
 from service.features.audio import (
@@ -31,7 +33,8 @@ def _silence(seconds: float) -> np.ndarray:
 
 
 def test_speech_is_present_with_full_mask(extractor: AudioFeatureExtractor) -> None:
-    r = extractor.extract(encode(speechlike(2.0), "WAV"))
+    y = spoken()
+    r = extractor.extract(encode(y, "WAV"))
     assert r.modality is Modality.AUDIO
     assert r.present
     assert r.reason is None
@@ -39,10 +42,16 @@ def test_speech_is_present_with_full_mask(extractor: AudioFeatureExtractor) -> N
     assert r.features.dtype == np.float32
     assert r.mask.all()
     assert np.isfinite(r.features).all()
-    assert r.details["duration_s"] == pytest.approx(2.0, abs=0.01)
+    assert r.details["duration_s"] == pytest.approx(len(y) / SR, abs=0.01)
     assert r.details["active_s"] > 1.5
-    assert r.details["voiced_fraction"] > 0.8
-    assert set(r.timings_ms) == {"audio_decode", "audio_features"}
+    assert r.details["voiced_fraction"] > 0.5
+    assert set(r.timings_ms) == {"audio_decode", "audio_features", "vad"}
+    # The speech segments lie inside the clip, after its leading pause, in order.
+    segments = r.details["speech_segments"]
+    assert segments
+    assert 0.0 < segments[0][0] < segments[-1][1] <= r.details["duration_s"]
+    assert r.details["speech_s"] == pytest.approx(sum(e - s for s, e in segments), abs=1e-3)
+    assert r.details["speech_s"] > 2.0
     # Fixed scales keep every feature in a modest range (docs/FEATURES.md).
     assert np.abs(r.features).max() < 10
 
@@ -63,24 +72,23 @@ def test_noise_is_unvoiced() -> None:
     assert ff.voiced_fraction < 0.1
 
 
-def test_louder_audio_has_higher_energy_feature(extractor: AudioFeatureExtractor) -> None:
+def test_louder_audio_has_higher_energy_feature() -> None:
     y = speechlike(1.5, level=0.2)
-    quiet = extractor.extract(encode(y / 10, "WAV", subtype="FLOAT"))
-    loud = extractor.extract(encode(y, "WAV", subtype="FLOAT"))
+    quiet, loud = frame_features(y / 10, SPEC), frame_features(y, SPEC)
     # 20 dB louder, RMS feature in units of 20 dB: +1.
-    delta = loud.features[:, RMS].mean() - quiet.features[:, RMS].mean()
+    delta = loud.frames[:, RMS].mean() - quiet.frames[:, RMS].mean()
     assert delta == pytest.approx(1.0, abs=1e-3)
 
 
 def test_deterministic(extractor: AudioFeatureExtractor) -> None:
-    data = encode(speechlike(1.7, seed=3), "FLAC")
+    data = encode(spoken(), "FLAC")
     np.testing.assert_array_equal(
         extractor.extract(data).features, extractor.extract(data).features
     )
 
 
 def test_leading_silence_is_trimmed(extractor: AudioFeatureExtractor) -> None:
-    y = speechlike(1.5)
+    y = spoken(pad_s=0.0)
     a = extractor.extract(encode(np.concatenate([_silence(0.5), y, _silence(0.3)]), "WAV"))
     b = extractor.extract(encode(np.concatenate([_silence(1.5), y, _silence(1.0)]), "WAV"))
     assert a.details["duration_s"] != b.details["duration_s"]
@@ -99,8 +107,18 @@ def test_leading_silence_is_trimmed(extractor: AudioFeatureExtractor) -> None:
         # a 0.1 s blip in 2 s of silence: too little to use
         (np.concatenate([_silence(1.0), tone(0.1), _silence(0.9)]), AbsentReason.TOO_SHORT),
         (tone(0.05), AbsentReason.TOO_SHORT),
+        # sound, but no speech: a sustained chord, a melody of notes, and white noise
+        (sum(tone(3.0, f) for f in (261.6, 329.6, 392.0)) / 3, AbsentReason.NO_SPEECH),
+        (
+            np.concatenate([tone(0.4, f) for f in (262, 294, 330, 349, 392, 440, 494)]),
+            AbsentReason.NO_SPEECH,
+        ),
+        (
+            (0.1 * np.random.default_rng(0).standard_normal(3 * SR)).astype(np.float32),
+            AbsentReason.NO_SPEECH,
+        ),
     ],
-    ids=["silence", "near-silence", "blip", "50ms"],
+    ids=["silence", "near-silence", "blip", "50ms", "chord", "melody", "white-noise"],
 )
 def test_unusable_audio_is_absent_with_reason(
     extractor: AudioFeatureExtractor, signal: np.ndarray, reason: AbsentReason
@@ -114,19 +132,20 @@ def test_unusable_audio_is_absent_with_reason(
     assert r.details["duration_s"] == pytest.approx(len(signal) / SR, abs=1e-3)
 
 
-def test_short_clip_is_left_padded(extractor: AudioFeatureExtractor) -> None:
-    r = extractor.extract(encode(tone(0.3, f0=200.0), "WAV"))
-    assert r.present
-    n = r.details["frames"]
+def test_short_clip_is_left_padded() -> None:
+    ff = frame_features(tone(0.3, f0=200.0), SPEC)
+    assert ff.reason is None
+    n = ff.frames.shape[0]
     assert 25 <= n < SPEC.length == 32
-    assert not r.mask[: SPEC.length - n].any()
-    assert r.mask[SPEC.length - n :].all()
-    assert not r.features[: SPEC.length - n].any()
-    assert np.abs(r.features[SPEC.length - n :]).sum(axis=1).min() > 0
+    features, mask = pool_frame_windows(ff.frames, SPEC.length)
+    assert not mask[: SPEC.length - n].any()
+    assert mask[SPEC.length - n :].all()
+    assert not features[: SPEC.length - n].any()
+    assert np.abs(features[SPEC.length - n :]).sum(axis=1).min() > 0
 
 
 def test_video_audio_track_and_missing_track(extractor: AudioFeatureExtractor) -> None:
-    r = extractor.extract(mp4_with_audio(speechlike(2.0)), field="video")
+    r = extractor.extract(mp4_with_audio(spoken()), field="video")
     assert r.present
     assert r.details["container"] == "mp4"
     none = extractor.extract(mp4_with_audio(speechlike(1.0), with_audio=False), field="video")

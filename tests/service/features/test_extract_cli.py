@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from features_media import encode, mp4_with_audio, speechlike, tiny_full_encoders
+from features_media import encode, mp4_with_audio, tiny_full_encoders
+from spoken import spoken
 
 from mplmm.cli import main
 from service.features.spec import FeatureSpec
@@ -30,14 +31,14 @@ def test_text_and_audio_summary(
     encoders: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wav = tmp_path / "a.wav"
-    wav.write_bytes(encode(speechlike(2.0), "WAV"))
+    wav.write_bytes(encode(spoken(), "WAV"))
     code, out, _ = _run(capsys, "--encoders", str(encoders), "--text", "i am so happy",
                         "--audio", str(wav))  # fmt: skip
     assert code == 0
-    assert out["text"] == {"present": True, "shape": [12, 8], "tokens": 6}
+    assert out["text"] == {"present": True, "shape": [12, 8], "tokens": 6, "source": "client"}
     assert out["audio"]["present"] is True
     assert out["audio"]["shape"] == [32, 67]
-    assert out["audio"]["duration_s"] == pytest.approx(2.0, abs=0.01)
+    assert out["audio"]["duration_s"] == pytest.approx(len(spoken()) / 16_000, abs=0.01)
     assert out["audio"]["source"] == "audio"
     assert out["video"]["present"] is False
     assert out["video"]["reason"] == "not_sent"
@@ -50,7 +51,7 @@ def test_video_gives_audio_from_its_track(
     encoders: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mp4 = tmp_path / "v.mp4"
-    mp4.write_bytes(mp4_with_audio(speechlike(2.0)))  # grey frames: no face
+    mp4.write_bytes(mp4_with_audio(spoken()))  # grey frames: no face
     code, out, _ = _run(capsys, "--encoders", str(encoders), "--video", str(mp4))
     assert code == 0
     assert out["video"]["present"] is False

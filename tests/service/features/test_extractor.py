@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from features_media import encode, mp4_with_audio, speechlike, tiny_full_encoders
+from features_media import encode, mp4_with_audio, tiny_full_encoders
+from spoken import spoken
 
 from model.missing import MissingType, Modality, types_from_presence
 from service.errors import InvalidMediaError, MediaTooLargeError
@@ -43,7 +44,7 @@ def with_video(encoders: Path) -> FeatureExtractor:
     return ex
 
 
-WAV = encode(speechlike(1.5), "WAV")
+WAV = encode(spoken(), "WAV")
 
 
 def test_nothing_sent_is_not_sent_everywhere(no_video: FeatureExtractor) -> None:
@@ -89,7 +90,7 @@ def test_audio_path_as_str_and_path(no_video: FeatureExtractor, tmp_path: Path) 
 
 
 def test_video_without_video_extractor_still_gives_its_audio(no_video: FeatureExtractor) -> None:
-    batch = no_video.extract(video=mp4_with_audio(speechlike(2.0)))
+    batch = no_video.extract(video=mp4_with_audio(spoken()))
     row = batch.results[0]
     assert row[Modality.VIDEO].reason == AbsentReason.UNAVAILABLE.value
     assert row[Modality.AUDIO].present
@@ -98,7 +99,7 @@ def test_video_without_video_extractor_still_gives_its_audio(no_video: FeatureEx
 
 
 def test_separate_audio_wins_over_the_video_track(no_video: FeatureExtractor) -> None:
-    video = mp4_with_audio(speechlike(2.0, f0=120.0))
+    video = mp4_with_audio(spoken("The quick brown fox jumps over the lazy dog."))
     batch = no_video.extract(audio=WAV, video=video)
     assert batch.results[0][Modality.AUDIO].details["source"] == "audio"
     np.testing.assert_array_equal(batch.audio, no_video.extract(audio=WAV).audio)
@@ -117,7 +118,7 @@ def test_extract_many_matches_one_by_one(no_video: FeatureExtractor) -> None:
     samples = [
         Sample(text="i am so happy", audio=WAV),
         Sample(text="this is the worst day of my life"),
-        Sample(audio=encode(speechlike(1.0, seed=5), "FLAC")),
+        Sample(audio=encode(spoken("Good morning everyone."), "FLAC")),
         Sample(text=""),
     ]
     batch = FeatureBatch.stack(no_video.extract_many(samples))
@@ -138,7 +139,8 @@ def test_extract_many_matches_one_by_one(no_video: FeatureExtractor) -> None:
 
 def test_thread_safe_and_deterministic(no_video: FeatureExtractor) -> None:
     inputs = [
-        (f"i am so happy {'ok ' * i}", encode(speechlike(1.0, seed=i), "WAV")) for i in range(6)
+        (f"i am so happy {'ok ' * i}", encode(spoken(f"Number {i} is on the list."), "WAV"))
+        for i in range(6)
     ]
     want = [no_video.extract(t, a) for t, a in inputs]
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -156,7 +158,7 @@ def test_real_face_video_with_audio_track(with_video: FeatureExtractor, tmp_path
     import av
 
     face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
-    y = speechlike(2.0)
+    y = spoken()
     path = tmp_path / "face.mp4"
     with av.open(str(path), mode="w") as out:
         vs = out.add_stream("mpeg4", rate=25)

@@ -10,9 +10,11 @@ import pytest
 from features_media import tiny_encoders_dir
 
 from model.missing import Modality
+from service.features.asr import AsrSpec
 from service.features.audio import AudioSpec
 from service.features.spec import FeatureSpec, ModalitySpec, default_video_spec
 from service.features.text import TextSpec
+from service.features.vad import VadSpec
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,9 @@ def test_sha256_is_stable_and_canonical(text_spec: TextSpec) -> None:
     d = json.loads(a.to_json())
     assert d == a.to_dict()
     assert list(d) == sorted(d)  # keys sorted: the same spec always hashes the same
-    assert d["format"] == 1
+    assert d["format"] == 2
+    assert d["asr"]["name"] == "whisper-tiny.en"
+    assert d["audio"]["vad"]["name"] == "silero-vad"
     assert d["audio"]["dim"] == 67
     assert d["text"]["model_sha256"] == text_spec.model_sha256
 
@@ -39,6 +43,8 @@ def test_sha256_is_stable_and_canonical(text_spec: TextSpec) -> None:
         {"audio": AudioSpec(length=40)},
         {"audio": AudioSpec(version="2")},
         {"audio": AudioSpec(active_db=-55.0)},
+        {"audio": AudioSpec(vad=VadSpec(threshold=0.5))},
+        {"asr": AsrSpec(min_avg_logprob=-1.0)},
         {"video": None},
     ],
 )

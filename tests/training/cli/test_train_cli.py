@@ -1,6 +1,7 @@
 """`mplmm train pretrain`, `train tune`, `eval` and `export` end to end on a tiny manifest."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ from train_helpers import ENCODERS, write_run_config
 
 from model.manifest import BackboneInfo, check_pack_fits, read_pack
 from mplmm.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
+from spoken import spoken_for  # noqa: E402
 
 WORDS = {"pos": "great lovely wonderful happy", "neg": "awful terrible sad horrible"}
 
@@ -26,11 +30,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         split = "train" if i < 24 else ("valid" if i < 30 else "test")
         words = " ".join(rng.permutation(WORDS[label].split())[:3])
         audio = ""
-        if i % 3:  # two thirds have audio: a tone whose pitch follows the label
-            t = np.arange(16000) / 16000
-            f0 = 300 if label == "pos" else 120
-            y = 0.2 * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * f0 * t)
-            sf.write(root / f"a{i}.wav", y.astype(np.float32), 16000)
+        if i % 3:  # two thirds have audio: speech whose pitch follows the label
+            y = spoken_for(1.2, seed=i, pitch=85 if label == "pos" else 10)
+            sf.write(root / f"a{i}.wav", y, 16000)
             audio = f"a{i}.wav"
         text = words if i % 3 != 1 else ""  # some audio-only rows
         lines.append(f"s{i},{split},{text},{audio},{label}")

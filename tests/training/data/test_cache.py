@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from training.data.cache import FeatureCache
 from training.data.manifest import read_manifest
 
 ENCODERS = Path(__file__).resolve().parents[3] / "bundle" / "encoders"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
+from spoken import spoken  # noqa: E402
 
 
 class CountingExtractor:
@@ -31,9 +34,7 @@ def extractor() -> FeatureExtractor:
 
 
 def _manifest(tmp_path: Path) -> Path:
-    t = np.arange(32000) / 16000
-    voice = 0.2 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) * np.sin(2 * np.pi * 180 * t)
-    sf.write(tmp_path / "ok.wav", voice.astype(np.float32), 16000)
+    sf.write(tmp_path / "ok.wav", spoken("Kids are talking by the door."), 16000)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (tmp_path / "m.csv").write_text(
         "id,split,text,audio,label\n"
@@ -73,3 +74,26 @@ def test_cache_extracts_once_skips_bad_files_and_matches_direct_extraction(
     assert counting.calls - calls == 1
     assert [f.id for f in failures2] == ["c"]
     np.testing.assert_array_equal(again.arrays[Modality.TEXT], table.arrays[Modality.TEXT])
+
+
+def test_transcribed_rows_get_their_speech_as_text_and_their_own_cache_entries(
+    tmp_path: Path, extractor: FeatureExtractor
+) -> None:
+    rows = read_manifest(_manifest(tmp_path))
+    plain, _ = FeatureCache(tmp_path / "cache", extractor).table(rows, progress=False)
+    heard, _ = FeatureCache(tmp_path / "cache", extractor, transcribe=True).table(
+        rows, progress=False
+    )
+    assert heard.ids == plain.ids == ["a", "b", "d"]
+    # b has speech and no text: its transcript is its text; a and d keep the client text.
+    assert plain.present[1].tolist() == [False, True, False]
+    assert heard.present[1].tolist() == [True, True, False]
+    spoken_text = extractor.extract(text="Kids are talking by the door.").text[0]
+    cos = float(
+        (heard.arrays[Modality.TEXT][1] * spoken_text).sum()
+        / np.linalg.norm(heard.arrays[Modality.TEXT][1])
+        / np.linalg.norm(spoken_text)
+    )
+    assert cos > 0.95  # the transcript is (nearly) the sentence spoken
+    np.testing.assert_array_equal(heard.arrays[Modality.TEXT][2], plain.arrays[Modality.TEXT][2])
+    np.testing.assert_array_equal(heard.arrays[Modality.AUDIO], plain.arrays[Modality.AUDIO])
