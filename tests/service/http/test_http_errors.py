@@ -110,8 +110,8 @@ def test_unsupported_request_content_type_is_415(client: TestClient) -> None:
     assert error_of(r) == {
         "code": "unsupported_media_type",
         "message": "content type 'text/plain' is not accepted: send multipart/form-data "
-        '(fields text, audio, video, pack) or application/json ({"text", "audio_b64", '
-        '"video_b64", "pack"})',
+        '(fields text, audio, video, pack, transcribe) or application/json ({"text", '
+        '"audio_b64", "video_b64", "pack", "transcribe"})',
     }
     r = client.post("/predict", content=b"hello")
     assert r.status_code == 415
@@ -188,8 +188,17 @@ def test_form_mistakes_are_422(client: TestClient) -> None:
     assert r.status_code == 422
     assert error_of(r) == {
         "code": "validation_error",
-        "message": "unknown form field(s) ['colour']; use text, audio, video, pack",
+        "message": "unknown form field(s) ['colour']; use text, audio, video, pack, transcribe",
     }
+    r = client.post("/predict", data={"text": "hi", "transcribe": "maybe"})
+    assert r.status_code == 422
+    assert error_of(r) == {
+        "code": "validation_error",
+        "message": "transcribe: 'maybe' is not true or false",
+    }
+    r = client.post("/predict", json={"text": "hi", "transcribe": "maybe"})
+    assert r.status_code == 422
+    assert "transcribe" in error_of(r)["message"]
     r = client.post("/predict", files=[("text", (None, "a")), ("text", (None, "b"))])
     assert r.status_code == 422
     assert error_of(r) == {

@@ -139,7 +139,7 @@ def test_metrics(app: Any) -> None:
     assert c.post("/predict", json={"text": "one"}).status_code == 200
     assert c.post("/predict", json={"text": "two", "pack": "emotion"}).status_code == 200
     audio = {"audio": ("a.wav", speech_wav(1.0), "audio/wav")}
-    assert c.post("/predict", files=audio).status_code == 200
+    assert c.post("/predict", files=audio, data={"transcribe": "false"}).status_code == 200
     assert c.post("/predict", json={"text": "x", "pack": "nope"}).status_code == 404
     assert c.post("/predict", json={}).status_code == 422
     r = c.get("/metrics")

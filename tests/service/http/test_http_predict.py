@@ -14,10 +14,12 @@ from service_helpers import (
     TinyBundle,
     error_of,
     fresh_packs,
+    metric,
     running_app,
     settings_for,
     speech_wav,
 )
+from spoken import spoken_wav
 
 from model.manifest import BackboneInfo
 from service.runtime.packs import Backbone
@@ -118,18 +120,55 @@ def test_audio_only_multipart_and_json_base64(
     client: TestClient, svc_bundle: TinyBundle, svc_extractor: Any
 ) -> None:
     wav = speech_wav(2.0)
-    r = client.post("/predict", files={"audio": ("a.wav", wav, "audio/wav")})
+    no_asr = {"transcribe": "false"}
+    r = client.post("/predict", files={"audio": ("a.wav", wav, "audio/wav")}, data=no_asr)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["missing_type"]["name"] == "AUDIO_ONLY"
     assert body["modalities"]["audio"]["present"] is True
     assert body["modalities"]["audio"]["details"]["source"] == "audio"
     assert body["modalities"]["audio"]["details"]["duration_s"] == pytest.approx(2.0, abs=0.01)
-    j = client.post("/predict", json={"audio_b64": base64.b64encode(wav).decode()}).json()
+    assert body["modalities"]["text"]["reason"] == "not_sent"
+    j = client.post(
+        "/predict", json={"audio_b64": base64.b64encode(wav).decode(), "transcribe": False}
+    ).json()
     assert j["scores"] == pytest.approx(body["scores"], abs=1e-6)
     want = reference_scores(svc_bundle, svc_extractor, "sentiment", "1.0.0", 5, audio=wav)
     got = np.array([body["scores"][k] for k in SENTIMENT_LABELS])
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_speech_sent_alone_is_transcribed_into_the_text(client: TestClient) -> None:
+    """MPLMM_ASR=auto (the default): the pack reads text, the request has speech and no
+    text, so the transcript is the text; the answer is the text+audio one."""
+    wav = spoken_wav("I am really happy to see you all here today.")
+    r = client.post("/predict", files={"audio": ("a.wav", wav, "audio/wav")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["missing_type"]["name"] == "NO_VIDEO"
+    text = body["modalities"]["text"]
+    assert text["present"] is True
+    assert text["details"]["source"] == "asr"
+    assert text["details"]["transcript"] == "I am really happy to see you all here today."
+    assert text["details"]["avg_logprob"] > -0.6
+    assert body["timings_ms"]["extract.asr"] > 0
+    metrics = client.get("/metrics").text
+    assert metric(metrics, 'asr_transcriptions_total{outcome="used"}') == 1
+    assert metric(metrics, "asr_seconds_count") == 1
+    # The same words sent as text give the same answer.
+    same = client.post(
+        "/predict",
+        data={"text": text["details"]["transcript"]},
+        files={"audio": ("a.wav", wav, "audio/wav")},
+    ).json()
+    assert same["modalities"]["text"]["details"]["source"] == "client"
+    assert "extract.asr" not in same["timings_ms"]
+    assert same["scores"] == pytest.approx(body["scores"], abs=1e-6)
+    # JSON, and a pack trained on text+audio: the same.
+    j = client.post(
+        "/predict", json={"audio_b64": base64.b64encode(wav).decode(), "transcribe": True}
+    ).json()
+    assert j["scores"] == pytest.approx(body["scores"], abs=1e-6)
 
 
 def test_all_three_modalities(client: TestClient, svc_face_mp4: bytes) -> None:

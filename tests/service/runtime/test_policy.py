@@ -8,9 +8,10 @@ import pytest
 from model.config import Task
 from model.expressions import FACE_EXPRESSIONS, expression_matrix
 from model.missing import MissingType, Modality
-from service.errors import NoUsableModalityError
+from service.errors import AsrOffError, NoUsableModalityError
 from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
 from service.runtime import policy
+from service.settings import AsrMode
 
 T, A, V = Modality.TEXT, Modality.AUDIO, Modality.VIDEO
 SHAPES = {T: (4, 3), A: (5, 2), V: (6, 2)}
@@ -48,6 +49,50 @@ def test_a_video_is_decoded_for_its_audio_track_when_no_audio_was_sent() -> None
     assert policy.inputs_to_extract(Sample(video=b"v"), frozenset({T})) == Sample()
     faces = policy.inputs_to_extract(Sample(video=b"v"), frozenset({T}), reads_faces=True)
     assert faces == Sample(video=b"v")
+
+
+def test_speech_to_transcribe_is_extracted_even_for_a_text_only_pack() -> None:
+    text_only = frozenset({T})
+    audio = policy.inputs_to_extract(Sample(audio=b"a"), text_only, transcribe=True)
+    assert audio == Sample(audio=b"a", transcribe=True)
+    track = policy.inputs_to_extract(Sample(video=b"v"), text_only, transcribe=True)
+    assert track == Sample(video=b"v", transcribe=True)
+
+
+# ------------------------------------------------------------------ should_transcribe
+
+
+@pytest.mark.parametrize(
+    ("mode", "requested", "sample", "trained", "want"),
+    [
+        # auto: speech without text, for a pack that reads text
+        (AsrMode.AUTO, None, Sample(audio=b"a"), frozenset({T, A}), True),
+        (AsrMode.AUTO, None, Sample(video=b"v"), frozenset({T, A}), True),
+        (AsrMode.AUTO, None, Sample(audio=b"a"), frozenset({A}), False),
+        (AsrMode.AUTO, False, Sample(audio=b"a"), frozenset({T, A}), False),
+        (AsrMode.AUTO, True, Sample(audio=b"a"), frozenset({A}), True),
+        # on: whatever the pack reads, unless the request says no
+        (AsrMode.ON, None, Sample(audio=b"a"), frozenset({A}), True),
+        (AsrMode.ON, False, Sample(audio=b"a"), frozenset({T, A}), False),
+        # never over client text, never without media
+        (AsrMode.ON, True, Sample(text="hi", audio=b"a"), frozenset({T, A}), False),
+        (AsrMode.AUTO, True, Sample(text="hi"), frozenset({T, A}), False),
+        # off: never
+        (AsrMode.OFF, None, Sample(audio=b"a"), frozenset({T, A}), False),
+        (AsrMode.OFF, False, Sample(audio=b"a"), frozenset({T, A}), False),
+    ],
+)
+def test_when_speech_is_transcribed(
+    mode: AsrMode, requested: bool | None, sample: Sample, trained: frozenset, want: bool
+) -> None:
+    assert policy.should_transcribe(mode, requested, sample, trained) is want
+
+
+def test_asking_a_server_with_asr_off_for_a_transcript_is_an_error() -> None:
+    with pytest.raises(AsrOffError, match="MPLMM_ASR=off") as exc:
+        policy.should_transcribe(AsrMode.OFF, True, Sample(audio=b"a"), frozenset({T, A}))
+    assert exc.value.http_status == 422
+    assert exc.value.code.value == "asr_off"
 
 
 # ------------------------------------------------------------------ apply_pack

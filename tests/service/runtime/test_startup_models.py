@@ -3,13 +3,24 @@ the service never pretends to serve with it."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import ENCODERS, TinyBundle, error_of, fresh_packs, settings_for, wait_ready
+from service_helpers import (
+    ENCODERS,
+    TinyBundle,
+    error_of,
+    fresh_packs,
+    settings_for,
+    speech_wav,
+    wait_ready,
+)
 
+from service.features.pinned import PinnedModel
 from service.http.app import create_app
 
 
@@ -69,3 +80,65 @@ def test_the_real_encoders_start(svc_bundle: TinyBundle, tmp_path: Path) -> None
     settings = settings_for(bundle, fresh_packs(svc_bundle, tmp_path / "packs"))
     with TestClient(create_app(settings)) as client:
         assert wait_ready(client)["ready"] is True
+
+
+def _repinned(model: PinnedModel, name: str, sha256: str) -> PinnedModel:
+    """`model` with the pin of file `name` replaced: the installed file no longer matches."""
+    files = tuple((n, sha256 if n == name else s) for n, s in model.files)
+    return dataclasses.replace(model, files=files)
+
+
+@pytest.mark.parametrize(
+    ("module", "attr", "file"),
+    [
+        ("service.features.asr", "WHISPER_TINY_EN", "model.bin"),
+        ("service.features.asr", "WHISPER_TINY_EN", "tokenizer.json"),
+        ("service.features.vad", "SILERO_VAD", "silero_vad_v6.onnx"),
+    ],
+)
+def test_an_altered_speech_model_keeps_the_service_not_ready(
+    svc_bundle: TinyBundle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    attr: str,
+    file: str,
+) -> None:
+    """The installed file differs from its pin (as an altered or different wheel would)."""
+    target = importlib.import_module(module)
+    monkeypatch.setattr(target, attr, _repinned(getattr(target, attr), file, "0" * 64))
+    settings = settings_for(svc_bundle, fresh_packs(svc_bundle, tmp_path / "packs"))
+    with TestClient(create_app(settings)) as client:
+        body = wait_ready(client)
+        assert body["ready"] is False
+        reason = str(body["reason"])
+        assert f"{file} does not match its pinned sha256" in reason, reason
+        r = client.post("/predict", json={"text": "hi"})
+        assert r.status_code == 503
+
+
+def test_a_missing_asr_model_file_is_named_and_asr_off_does_not_need_it(
+    svc_bundle: TinyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.features.asr as asr
+
+    gone = dataclasses.replace(asr.WHISPER_TINY_EN, files=(("model-missing.bin", "0" * 64),))
+    monkeypatch.setattr(asr, "WHISPER_TINY_EN", gone)
+    packs = fresh_packs(svc_bundle, tmp_path / "packs")
+    with TestClient(create_app(settings_for(svc_bundle, packs))) as client:
+        body = wait_ready(client)
+        assert body["ready"] is False
+        assert "model-missing.bin is missing" in str(body["reason"])
+    # MPLMM_ASR=off loads no recogniser: the service starts and never transcribes.
+    with TestClient(create_app(settings_for(svc_bundle, packs, asr="off"))) as client:
+        assert wait_ready(client)["ready"] is True
+        r = client.post(
+            "/predict",
+            files={"audio": ("a.wav", speech_wav(2.0), "audio/wav")},
+            data={"transcribe": "true"},
+        )
+        assert r.status_code == 422
+        assert error_of(r)["code"] == "asr_off"
+        r = client.post("/predict", files={"audio": ("a.wav", speech_wav(2.0), "audio/wav")})
+        assert r.status_code == 200
+        assert r.json()["modalities"]["text"]["reason"] == "not_sent"
