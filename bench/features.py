@@ -16,6 +16,8 @@ seconds per media second (onnxruntime and OpenCV may use both cores).
   face clip written by bench/video.py's `write_clip` (null when video is not built).
 - text: MiniLM through onnxruntime on MELD utterances (else fixed sentences), batched
   (64) and one at a time.
+- speech: Silero VAD over each whole clip, and Whisper tiny.en (int8, CTranslate2) over
+  its speech segments, with 1 and 2 CPU threads: seconds of compute per second of audio.
 
     .venv/bin/python bench/features.py [--encoders bundle/encoders] [--clips 120]
 """
@@ -172,6 +174,42 @@ def bench_audio(ex: AudioFeatureExtractor, files: list[Path], peer: Callable) ->
     }
 
 
+def bench_speech(ex: AudioFeatureExtractor, files: list[Path], clips: int) -> dict[str, Any]:
+    """VAD and ASR real-time factors on the first `clips` files (per second of audio)."""
+    from service.features.asr import Transcriber
+    from service.features.audio_decode import decode_audio
+
+    files = files[:clips]
+    decoded = [decode_audio(f, ex.limits, "audio") for f in files]
+    waves = [d.samples for d in decoded if d is not None]
+    seconds = sum(len(w) for w in waves) / 16_000
+    ex.vad.warmup()
+    vad_s, segments = 0.0, []
+    for w in waves:
+        t = time.perf_counter()
+        segments.append(ex.vad.segments(w))
+        vad_s += time.perf_counter() - t
+    speech = sum(e - s for seg in segments for s, e in seg)
+    out: dict[str, Any] = {
+        "speech_clips": len(waves),
+        "speech_audio_seconds": round(seconds, 1),
+        "speech_seconds": round(speech, 1),
+        "vad_rtf": vad_s / seconds,
+        "vad_ms_per_clip": 1e3 * vad_s / len(waves),
+    }
+    for threads in (1, 2):
+        asr = Transcriber(threads=threads)
+        asr.warmup()
+        wall = cpu = 0.0
+        for w, seg in zip(waves, segments, strict=True):
+            dw, dc = _timed(lambda w=w, seg=seg: asr.transcribe(w, seg))
+            wall, cpu = wall + dw, cpu + dc
+        out[f"asr_rtf_{threads}t"] = wall / seconds
+        out[f"asr_rtf_cpu_{threads}t"] = cpu / seconds
+        out[f"asr_ms_per_clip_{threads}t"] = 1e3 * wall / len(waves)
+    return out
+
+
 def bench_audio_memory(ex: AudioFeatureExtractor, seconds: float) -> dict[str, Any]:
     """Python-heap peak (numpy arrays included) of one request of `seconds` of audio."""
     rng = np.random.default_rng(0)
@@ -260,6 +298,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=200)
     parser.add_argument("--video-seconds", type=float, default=8.0)
     parser.add_argument("--peer-path", type=Path, default=Path("/tmp/mmsa-fet"))
+    parser.add_argument("--speech-clips", type=int, default=60, help="clips for VAD and ASR")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -276,6 +315,7 @@ def main() -> int:
         out.update(bench_audio(ex.audio, files, peer))
         out["audio_vs_peer_speedup"] = out["peer_audio_rtf"] / out["audio_rtf"]
         out.update(bench_audio_memory(ex.audio, 60.0))
+        out.update(bench_speech(ex.audio, files, args.speech_clips))
         texts, out["text_source"] = meld_texts(args.texts)
         out.update(bench_text(ex, texts, args.singles))
         out.update(bench_video(ex, tmp, args.video_seconds))
