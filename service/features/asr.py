@@ -112,9 +112,16 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+log = logging.getLogger(__name__)
+
+
 class Transcriber:
     """Whisper loaded once; `transcribe` is thread-safe. At most `concurrency` calls run at
-    once (the rest wait, and the wait is reported), each on `threads` CPU threads."""
+    once (the rest wait, and the wait is reported), each on `threads` CPU threads.
+
+    `device` auto or cuda: CTranslate2's CUDA device when it sees one and a first decode
+    there works (its PyPI wheel loads CUDA 12's cuBLAS and cuDNN 9 lazily, which a CUDA 13
+    image lacks); otherwise the CPU, with `device_note` saying why."""
 
     def __init__(
         self,
@@ -136,19 +143,31 @@ class Transcriber:
         # faster-whisper logs every call at INFO ("Processing audio with duration ...").
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
-        cuda = device in ("auto", "cuda") and ctranslate2.get_cuda_device_count() > 0
-        if device == "cuda" and not cuda:
-            raise RuntimeError("ASR on CUDA was asked for, but CTranslate2 sees no CUDA device")
-        self.device = "cuda" if cuda else "cpu"
         self.threads = threads or default_threads()
-        self._model = WhisperModel(
-            str(directory),
-            device=self.device,
-            compute_type="int8_float16" if cuda else self.spec.compute_type,
-            cpu_threads=self.threads,
-            num_workers=concurrency,
-        )
         self._slots = threading.BoundedSemaphore(concurrency)
+        self.device, self.device_note = "cpu", None
+        if device in ("auto", "cuda") and ctranslate2.get_cuda_device_count() > 0:
+            try:
+                self._model = WhisperModel(
+                    str(directory),
+                    device="cuda",
+                    compute_type="int8_float16",
+                    num_workers=concurrency,
+                )
+                self.device = "cuda"
+                self.warmup()  # CUDA libraries load at the first decode
+            except Exception as exc:  # CTranslate2 raises RuntimeError (missing libraries)
+                self.device = "cpu"
+                self.device_note = f"CUDA not usable for ASR, on the CPU: {exc}"
+                log.warning("%s", self.device_note)
+        if self.device == "cpu":
+            self._model = WhisperModel(
+                str(directory),
+                device="cpu",
+                compute_type=self.spec.compute_type,
+                cpu_threads=self.threads,
+                num_workers=concurrency,
+            )
 
     def transcribe(self, samples: np.ndarray, segments: list[Segment]) -> Transcript:
         """The transcript of the speech `segments` of 16 kHz `samples` `(N,)`."""

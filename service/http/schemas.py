@@ -206,6 +206,9 @@ class ReadyResponse(BaseModel):
     reason: str | None = Field(default=None, examples=["loading: encoders"])
     execution_provider: str | None = Field(default=None, examples=["CPUExecutionProvider"])
     providers: list[str] = Field(default_factory=list)
+    asr_device: str | None = Field(
+        default=None, description="where speech is transcribed (cpu, cuda); null: MPLMM_ASR=off"
+    )
     packs: list[PackRef] = Field(default_factory=list)
     default_pack: str
     backbone_sha256: str | None = None

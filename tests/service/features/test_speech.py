@@ -293,3 +293,21 @@ def test_real_videos_without_speech_give_no_transcript(
     assert row[Modality.TEXT].reason == AbsentReason.NOT_SENT.value
     assert "asr" not in row.timings_ms
     assert row[Modality.VIDEO].present is video_present
+
+
+def test_asr_falls_back_to_the_cpu_when_cuda_does_not_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CTranslate2 claims a CUDA device, but loading on it fails (here: no GPU at all; in
+    the CUDA 13 image: no CUDA 12 cuBLAS): the recogniser runs on the CPU and says why."""
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+    asr = Transcriber(threads=1)
+    assert asr.device == "cpu"
+    assert asr.device_note is not None
+    assert asr.device_note.startswith("CUDA not usable for ASR, on the CPU")
+    y = spoken(HAPPY)
+    assert words(asr.transcribe(y, [(0.0, len(y) / SR)]).text) == words(HAPPY)
+    # Asked for the CPU, it never tries CUDA.
+    assert Transcriber(threads=1, device="cpu").device_note is None

@@ -79,7 +79,9 @@ def test_the_real_encoders_start(svc_bundle: TinyBundle, tmp_path: Path) -> None
     bundle = TinyBundle(root, svc_bundle.uploads, svc_bundle.backbone_sha256, "")
     settings = settings_for(bundle, fresh_packs(svc_bundle, tmp_path / "packs"))
     with TestClient(create_app(settings)) as client:
-        assert wait_ready(client)["ready"] is True
+        ready = wait_ready(client)
+        assert ready["ready"] is True
+        assert ready["asr_device"] == "cpu"  # no GPU in CI
 
 
 def _repinned(model: PinnedModel, name: str, sha256: str) -> PinnedModel:
@@ -131,7 +133,9 @@ def test_a_missing_asr_model_file_is_named_and_asr_off_does_not_need_it(
         assert "model-missing.bin is missing" in str(body["reason"])
     # MPLMM_ASR=off loads no recogniser: the service starts and never transcribes.
     with TestClient(create_app(settings_for(svc_bundle, packs, asr="off"))) as client:
-        assert wait_ready(client)["ready"] is True
+        ready = wait_ready(client)
+        assert ready["ready"] is True
+        assert ready["asr_device"] is None
         r = client.post(
             "/predict",
             files={"audio": ("a.wav", speech_wav(2.0), "audio/wav")},
