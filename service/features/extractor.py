@@ -156,7 +156,9 @@ class FeatureExtractor:
             if sample.text is not None:
                 encode[i] = (str(sample.text), {"source": "client"}, {})
             elif tr is not None and tr.accepted:
-                encode[i] = (tr.text, tr.details(), tr.timings_ms)
+                # The server's own text: never a client's 413, however long the speech.
+                said = tr.text[: self.limits.max_text_chars]
+                encode[i] = (said, tr.details(), tr.timings_ms)
             elif tr is not None:
                 absent = ModalityResult.absent(
                     Modality.TEXT,

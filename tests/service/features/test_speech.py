@@ -311,3 +311,15 @@ def test_asr_falls_back_to_the_cpu_when_cuda_does_not_work(
     assert words(asr.transcribe(y, [(0.0, len(y) / SR)]).text) == words(HAPPY)
     # Asked for the CPU, it never tries CUDA.
     assert Transcriber(threads=1, device="cpu").device_note is None
+
+
+def test_a_transcript_longer_than_the_text_limit_is_cut_not_refused() -> None:
+    """The text limit guards what clients send; the server's own transcript is cut to it."""
+    from service.limits import Limits
+
+    ex = FeatureExtractor(ENCODERS, Limits(max_text_chars=12), asr=AsrOptions(threads=1))
+    row = ex.extract_many([Sample(audio=encode(spoken(HAPPY), "WAV"), transcribe=True)])[0]
+    text = row[Modality.TEXT]
+    assert text.present
+    assert words(text.details["transcript"]) == words(HAPPY)  # reported whole
+    assert text.details["chars"] == 12  # encoded: the first 12 characters
