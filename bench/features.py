@@ -202,7 +202,7 @@ def bench_speech(ex: AudioFeatureExtractor, files: list[Path], clips: int) -> di
         asr.warmup()
         wall = cpu = 0.0
         for w, seg in zip(waves, segments, strict=True):
-            dw, dc = _timed(lambda w=w, seg=seg: asr.transcribe(w, seg))
+            dw, dc = _timed(lambda w=w, seg=seg, asr=asr: asr.transcribe(w, seg))
             wall, cpu = wall + dw, cpu + dc
         out[f"asr_rtf_{threads}t"] = wall / seconds
         out[f"asr_rtf_cpu_{threads}t"] = cpu / seconds

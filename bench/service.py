@@ -5,8 +5,11 @@ of request (text only; audio only: a RAVDESS clip when ../shared/data is there, 
 synthetic 4 s speech-like WAV; video: a generated 320x240 face clip; mixed: the three in
 turn) runs 1, 4 and 16 closed-loop clients. Each run is bounded in requests and seconds.
 It reports throughput, p50/p95/p99 latency, errors and the batch-size histogram (the
-server's `batch_size` metric, before/after each run). Then the same text load at 16
-clients against a second server with MPLMM_MAX_BATCH_SIZE=1, for the batching ratio.
+server's `batch_size` metric, before/after each run). Audio goes twice: `audio` with
+`transcribe=false` (the voice only) and `audio_asr` with `transcribe=true` (Whisper runs
+too). `text_with_asr_16` is the text load at 16 clients while 4 more clients keep the
+recogniser busy: what transcription costs text-only traffic. Then the same text load at
+16 clients against a second server with MPLMM_MAX_BATCH_SIZE=1, for the batching ratio.
 
 The bundle: `--bundle DIR` if given; else the repository's bundle/ when it holds
 backbone.onnx; else one exported here (torch, bench only) from a random-init model of
@@ -131,15 +134,33 @@ async def one_client(
 
 
 async def run_load(
-    port: int, requests: list[bytes], clients: int, seconds: float, max_requests: int
+    port: int,
+    requests: list[bytes],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    background: tuple[list[bytes], int] | None = None,
 ) -> dict[str, Any]:
+    """`clients` closed-loop clients of `requests`, measured; `background` (requests,
+    clients) runs beside them for the same time, unmeasured."""
     latencies: list[float] = []
     errors: list[int] = []
     budget = [max_requests]
     t0 = time.perf_counter()
     stop_at = t0 + seconds
+    others = []
+    if background is not None:
+        bg_requests, bg_clients = background
+        sink: list[float] = []
+        others = [
+            one_client(port, bg_requests, c, stop_at, [10**9], sink, []) for c in range(bg_clients)
+        ]
     await asyncio.gather(
-        *(one_client(port, requests, c, stop_at, budget, latencies, errors) for c in range(clients))
+        *(
+            one_client(port, requests, c, stop_at, budget, latencies, errors)
+            for c in range(clients)
+        ),
+        *others,
     )
     wall = time.perf_counter() - t0
     ms = np.array(latencies) * 1e3
@@ -172,11 +193,18 @@ def hist_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, A
 
 
 def measure(
-    server: Server, requests: list[bytes], clients: int, seconds: float, max_requests: int
+    server: Server,
+    requests: list[bytes],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    background: tuple[list[bytes], int] | None = None,
 ) -> dict[str, Any]:
     asyncio.run(run_load(server.port, requests, clients, 1.0, 4 * clients))  # warm the path
     before = server.batch_hist()
-    result = asyncio.run(run_load(server.port, requests, clients, seconds, max_requests))
+    result = asyncio.run(
+        run_load(server.port, requests, clients, seconds, max_requests, background)
+    )
     result["batches"] = hist_delta(before, server.batch_hist())
     return result
 
@@ -215,12 +243,15 @@ def main() -> int:
                 raw_request(port, json.dumps({"text": t}).encode(), "application/json")
                 for t in TEXTS
             ]
-            body, ctype = multipart({}, {"audio": ("clip.flac", audio, "audio/flac")})
+            clip = {"audio": ("clip.flac", audio, "audio/flac")}
+            body, ctype = multipart({"transcribe": "false"}, clip)
             aud = [raw_request(port, body, ctype)]
+            body, ctype = multipart({"transcribe": "true"}, clip)
+            aud_asr = [raw_request(port, body, ctype)]
             body, ctype = multipart({}, {"video": ("face.mp4", video, "video/mp4")})
             vid = [raw_request(port, body, ctype)]
             mixed = [text[0], aud[0], text[1], vid[0], text[2], aud[0]]
-            return {"text": text, "audio": aud, "video": vid, "mixed": mixed}
+            return {"text": text, "audio": aud, "audio_asr": aud_asr, "video": vid, "mixed": mixed}
 
         load_before = os.getloadavg()
         results: dict[str, Any] = {}
@@ -229,11 +260,15 @@ def main() -> int:
         try:
             ready = server.wait_ready()
             reqs = kinds(server.port)
-            for kind in ("text", "audio", "video", "mixed"):
+            for kind in ("text", "audio", "audio_asr", "video", "mixed"):
                 for clients in (1, 4, 16):
                     log.info("%s x %d clients", kind, clients)
                     r = measure(server, reqs[kind], clients, args.seconds, args.max_requests)
                     results[f"{kind}_{clients}"] = r
+            log.info("text x 16 clients beside 4 transcribing clients")
+            results["text_with_asr_16"] = measure(
+                server, reqs["text"], 16, args.seconds, args.max_requests, (reqs["audio_asr"], 4)
+            )
             peak_rss = server.peak_rss_mb()
         finally:
             server.stop()
@@ -256,6 +291,10 @@ def main() -> int:
             "text_rps_batch1_16": batch1["rps"],
             "text_batching_ratio_16": round(results["text_16"]["rps"] / batch1["rps"], 2),
             "audio_rps_16": results["audio_16"]["rps"],
+            "audio_asr_rps_16": results["audio_asr_16"]["rps"],
+            "audio_asr_p50_ms_1": results["audio_asr_1"]["p50_ms"],
+            "text_rps_16_beside_asr": results["text_with_asr_16"]["rps"],
+            "text_p99_ms_16_beside_asr": results["text_with_asr_16"]["p99_ms"],
             "video_rps_16": results["video_16"]["rps"],
             "mixed_rps_16": results["mixed_16"]["rps"],
             "peak_rss_mb": peak_rss,
