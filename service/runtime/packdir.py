@@ -153,15 +153,17 @@ class PackDir:
         return removed
 
     def seed_from(self, source: Path) -> list[PackLocation]:
-        """Copy every pack of `source` into an EMPTY packs dir (first start on a fresh
-        volume); returns what was copied. A non-empty dir is left alone."""
-        if self.names() or not Path(source).is_dir() or Path(source) == self.root:
+        """Copy the current version of each pack of `source` that this dir lacks (a first
+        start, or a newer image bringing newer default versions); returns what was
+        copied. A version already here is never touched, so uploads survive restarts,
+        and a pack's CURRENT pointer still decides which version serves."""
+        if not Path(source).is_dir() or Path(source) == self.root:
             return []
         src = PackDir(Path(source))
         copied = []
         for name in src.names():
             loc = src.current(name)
-            if loc is None:
+            if loc is None or (self.root / name / loc.version).exists():
                 continue
             base = self.root / name
             base.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,9 @@ class ServiceRuntime:
         seeded = PackDir(packs_dir).seed_from(s.bundled_packs_dir)
         if seeded:
             names = [f"{loc.name}={loc.version}" for loc in seeded]
-            log.info("seeded an empty packs dir from the bundle", extra={"packs": names})
+            log.info(
+                "copied the bundle's pack versions the packs dir lacked", extra={"packs": names}
+            )
 
         def warm(pack: LoadedPack) -> None:
             feeds = warmup_feeds(backbone.lengths, backbone.dims, pack.arrays)

@@ -93,7 +93,9 @@ def test_remove_pack(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_seed_copies_into_an_empty_dir_only(tmp_path: Path) -> None:
+def test_seed_copies_the_bundle_versions_the_dir_lacks_and_touches_nothing_else(
+    tmp_path: Path,
+) -> None:
     bundle, shared = tmp_path / "bundle", tmp_path / "shared"
     write(bundle, "sentiment", "1")
     write(bundle, "sentiment", "2")
@@ -101,6 +103,14 @@ def test_seed_copies_into_an_empty_dir_only(tmp_path: Path) -> None:
     copied = PackDir(shared).seed_from(bundle)
     assert sorted((c.name, c.version) for c in copied) == [("emotion", "1"), ("sentiment", "2")]
     assert PackDir(shared).versions("sentiment") == ["2"]
+    assert PackDir(shared).seed_from(bundle) == []  # nothing lacking: nothing copied
+    # An upload that differs from the bundle's version of the same name is kept as it is.
+    (shared / "emotion" / "1" / "manifest.json").write_text('{"uploaded": true}')
+    # A newer image: a newer default version and a new default pack are added.
+    write(bundle, "sentiment", "3")
     write(bundle, "sarcasm", "1")
-    assert PackDir(shared).seed_from(bundle) == []  # not empty any more: left alone
-    assert "sarcasm" not in PackDir(shared).names()
+    copied = PackDir(shared).seed_from(bundle)
+    assert sorted((c.name, c.version) for c in copied) == [("sarcasm", "1"), ("sentiment", "3")]
+    assert PackDir(shared).versions("sentiment") == ["2", "3"]
+    assert (shared / "emotion" / "1" / "manifest.json").read_text() == '{"uploaded": true}'
+    assert PackDir(shared).seed_from(shared) == []  # never onto itself
