@@ -16,7 +16,9 @@
 - `api`: a `mplmm serve` on the default bundle. MELD test utterances (a seeded sample of N)
   spoken by espeak-ng are sent three ways: as text, as audio with transcription, as audio
   without. RAVDESS test actors (21-24) are sent as audio with and without transcription.
-  Weighted F1 per pack and way. Needs ../shared/data and espeak-ng.
+  Weighted F1 per pack and way, and for MELD a fourth: the transcript alone sent as text
+  (the voice's answer where the gate refused the transcript), which separates what the
+  recogniser heard from what the voice adds. Needs ../shared/data and espeak-ng.
 """
 
 from __future__ import annotations
@@ -343,7 +345,12 @@ def run_api(args: argparse.Namespace) -> dict[str, Any]:
             base = server.base
             for pack, column in (("sentiment", "Sentiment"), ("emotion", "Emotion")):
                 truth = [r[column].lower() for r in meld]
-                ways: dict[str, list[str]] = {"text": [], "audio_asr": [], "audio_no_asr": []}
+                ways: dict[str, list[str]] = {
+                    "text": [],
+                    "audio_asr": [],
+                    "audio_no_asr": [],
+                    "transcript_as_text": [],
+                }
                 heard = used = 0
                 errs = nref = 0
                 for r, wav in zip(meld, spoken, strict=True):
@@ -363,6 +370,12 @@ def run_api(args: argparse.Namespace) -> dict[str, Any]:
                         nref += len(words(r["Utterance"]))
                     n = post(base, {"pack": pack, "transcribe": "false"}, audio)
                     ways["audio_no_asr"].append(n["label"])
+                    # The transcript alone, as text: the words heard, without the voice.
+                    if t["present"]:
+                        said = {"text": t["details"]["transcript"], "pack": pack}
+                        ways["transcript_as_text"].append(post(base, said, {})["label"])
+                    else:
+                        ways["transcript_as_text"].append(n["label"])
                 out[f"meld_{pack}"] = {
                     **{f"wf1_{k}": round(weighted_f1(truth, v), 4) for k, v in ways.items()},
                     "transcribed": heard,
