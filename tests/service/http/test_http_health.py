@@ -40,6 +40,7 @@ def test_healthz_and_readyz_when_ready(app: Any, svc_bundle: TinyBundle) -> None
         "reason": None,
         "execution_provider": "CPUExecutionProvider",
         "providers": ["CPUExecutionProvider"],
+        "asr_device": "cpu",
         "packs": [
             {"name": "emotion", "version": "1.0.0"},
             {"name": "sentiment", "version": "1.0.0"},

@@ -14,6 +14,8 @@ ENCODERS = Path(__file__).resolve().parents[3] / "bundle" / "encoders"
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 from spoken import spoken  # noqa: E402
 
+SAID = "I am really happy to see you all here today."  # espeak-ng says it clearly
+
 
 class CountingExtractor:
     """The real extractor, counting how many samples it was asked to extract."""
@@ -34,7 +36,7 @@ def extractor() -> FeatureExtractor:
 
 
 def _manifest(tmp_path: Path) -> Path:
-    sf.write(tmp_path / "ok.wav", spoken("Kids are talking by the door."), 16000)
+    sf.write(tmp_path / "ok.wav", spoken(SAID), 16000)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (tmp_path / "m.csv").write_text(
         "id,split,text,audio,label\n"
@@ -88,7 +90,7 @@ def test_transcribed_rows_get_their_speech_as_text_and_their_own_cache_entries(
     # b has speech and no text: its transcript is its text; a and d keep the client text.
     assert plain.present[1].tolist() == [False, True, False]
     assert heard.present[1].tolist() == [True, True, False]
-    spoken_text = extractor.extract(text="Kids are talking by the door.").text[0]
+    spoken_text = extractor.extract(text=SAID).text[0]
     cos = float(
         (heard.arrays[Modality.TEXT][1] * spoken_text).sum()
         / np.linalg.norm(heard.arrays[Modality.TEXT][1])
