@@ -108,6 +108,9 @@ def _check_seconds(seconds: float, limits: Limits, kind: Format, field: str, wha
         )
 
 
+_STREAMED_WAV_SIZE = 0x7FFF0000
+
+
 def _wav_data_chunk(raw: bytes) -> tuple[int, int] | None:
     """(declared data bytes, bytes actually present) of a WAV's data chunk, if readable.
 
@@ -118,10 +121,12 @@ def _wav_data_chunk(raw: bytes) -> tuple[int, int] | None:
     while pos + 8 <= len(raw):
         cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
         if cid == b"data":
-            # 0 and 0xFFFFFFFF mark streamed WAVs of unknown length: not checkable.
-            if size in (0, 0xFFFFFFFF):
+            present = len(raw) - (pos + 8)
+            # Streamed WAVs (written to a pipe) do not know their length: ffmpeg writes 0 or
+            # 0xFFFFFFFF, espeak-ng and sox about 2**31 (0x7FFFF000). Not checkable.
+            if size in (0, 0xFFFFFFFF) or (size >= _STREAMED_WAV_SIZE and size > present):
                 return None
-            return size, len(raw) - (pos + 8)
+            return size, present
         pos += 8 + size + (size & 1)
     return None
 

@@ -92,6 +92,25 @@ def test_ten_hour_header_is_too_large_before_decoding() -> None:
         decode_audio(_wav_claiming(36_000), limits)
 
 
+@pytest.mark.parametrize("size", [0xFFFFFFFF, 0x7FFFF000], ids=["ffmpeg-pipe", "espeak-sox"])
+def test_a_streamed_wav_of_unknown_length_decodes(size: int) -> None:
+    """WAVs written to a pipe carry a placeholder length (ffmpeg 0xFFFFFFFF; espeak-ng and
+    sox 0x7FFFF000): decoded by what is there, still held to the duration limit."""
+    y = tone(1.0)
+    raw = bytearray(encode(y, "WAV", subtype="PCM_16"))
+    i = raw.find(b"data")
+    raw[i + 4 : i + 8] = struct.pack("<I", size)
+    raw[4:8] = struct.pack("<I", min(size + 36, 0xFFFFFFFF))
+    decoded = decode_audio(bytes(raw))
+    assert decoded is not None
+    assert decoded.duration_s == pytest.approx(1.0, abs=1e-3)
+    long = bytearray(encode(tone(3.0), "WAV", subtype="PCM_16"))
+    j = long.find(b"data")
+    long[j + 4 : j + 8] = struct.pack("<I", size)
+    with pytest.raises(MediaTooLargeError, match="over the limit of 2 s"):
+        decode_audio(bytes(long), Limits(max_audio_seconds=2.0))
+
+
 def test_over_duration_limit_is_too_large() -> None:
     with pytest.raises(MediaTooLargeError, match=r"3\.0 s of audio, over the limit of 2 s"):
         decode_audio(encode(tone(3.0), "FLAC"), Limits(max_audio_seconds=2.0))
