@@ -183,3 +183,25 @@ def test_a_minute_of_speech_is_transcribed_and_longer_is_413(client: TestClient)
     r = client.post("/predict", files={"audio": ("l.wav", wav_bytes(longer), "audio/wav")})
     assert r.status_code == 413
     assert "MPLMM_MAX_AUDIO_SECONDS" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("pack", "want"), [("sentiment", "negative"), ("emotion", "anger")])
+def test_spoken_words_are_heard(client: TestClient, pack: str, want: str) -> None:
+    """The issue's example: "I am so angry right now", spoken and sent as audio alone (the
+    WAV exactly as espeak-ng writes it to a pipe), is answered from its words; without
+    the transcript the voice alone says otherwise."""
+    import subprocess
+
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "--stdout", "I am so angry right now"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    files = {"audio": ("angry.wav", wav, "audio/wav")}
+    r = client.post("/predict", data={"pack": pack}, files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["modalities"]["text"]["details"]["transcript"] == "I am so angry right now."
+    assert body["label"] == want
+    voice = client.post("/predict", data={"pack": pack, "transcribe": "false"}, files=files)
+    assert voice.json()["missing_type"]["name"] == "AUDIO_ONLY"
