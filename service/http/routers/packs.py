@@ -92,7 +92,7 @@ async def _part_bytes(value: UploadFile | str | None, field: str, limit: int) ->
     "poll of the packs dir (MPLMM_PACK_WATCH_INTERVAL_S).",
     response_model=PackUploadResponse,
     openapi_extra={"requestBody": _UPLOAD_BODY},
-    responses=error_responses(401, 403, 409, 413, 415, 422, 503, 507),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 507),
 )
 async def upload_pack(
     name: str, request: Request, runtime: RuntimeDep, settings: SettingsDep, _: AdminDep
