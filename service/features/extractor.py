@@ -168,7 +168,7 @@ class FeatureExtractor:
                     tr.details(),
                     tr.timings_ms,
                 )
-            elif sample.transcribe and sample.text is None and self.asr is None:
+            elif sample.transcribe and self.asr is None:  # asked, but no recogniser
                 absent = ModalityResult.absent(
                     Modality.TEXT, length, dim, AbsentReason.UNAVAILABLE, {"source": "asr"}
                 )

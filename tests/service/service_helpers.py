@@ -7,8 +7,12 @@ of the built encoders, random-init packs, exported with `model.export` into a tm
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 from spoken import spoken_for, wav_bytes
@@ -275,3 +280,50 @@ def metric(text: str, sample: str) -> float | None:
         if _parse_sample(key) == want:
             return float(value)
     return None
+
+
+# ------------------------------------------------------------------ real server processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env(bundle: TinyBundle, packs: Path, **extra: str) -> dict[str, str]:
+    """The process environment without the caller's MPLMM_* variables, plus these."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")}
+    env.update(
+        {
+            "MPLMM_BUNDLE_DIR": str(bundle.root),
+            "MPLMM_PACKS_DIR": str(packs),
+            "MPLMM_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
+
+
+def serve_process(env: dict[str, str], stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """`mplmm serve` as a child process with `env` (see `cli_env`); stderr is piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mplmm.cli", "serve"],
+        cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_served(proc: subprocess.Popen[str], base: str, timeout: float = 180) -> dict[str, Any]:
+    """Poll `base`/readyz until 200 and return its body; fail if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            r = httpx.get(f"{base}/readyz", timeout=5)
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} never became ready")

@@ -4,9 +4,7 @@ process: ready, serving, then SIGTERM drains and exits cleanly)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,20 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import REPO, TinyBundle, fresh_packs, speech_wav
-
-
-def cli_env(bundle: TinyBundle, packs: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")}
-    env.update(
-        {
-            "MPLMM_BUNDLE_DIR": str(bundle.root),
-            "MPLMM_PACKS_DIR": str(packs),
-            "MPLMM_LOG_LEVEL": "WARNING",
-            **extra,
-        }
-    )
-    return env
+from service_helpers import (
+    REPO,
+    TinyBundle,
+    cli_env,
+    free_port,
+    fresh_packs,
+    serve_process,
+    speech_wav,
+    wait_served,
+)
 
 
 def mplmm(
@@ -78,12 +72,6 @@ def test_predict_errors_print_the_error_json(svc_bundle: TinyBundle, tmp_path: P
     assert json.loads(out.stdout)["error"]["code"] == "invalid_media"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -105,7 +93,7 @@ def _post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 
 @pytest.mark.slow
 def test_serve_starts_serves_and_drains_on_sigterm(svc_bundle: TinyBundle, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = cli_env(
         svc_bundle,
         fresh_packs(svc_bundle, tmp_path / "packs"),
@@ -113,27 +101,10 @@ def test_serve_starts_serves_and_drains_on_sigterm(svc_bundle: TinyBundle, tmp_p
         MPLMM_LOG_LEVEL="INFO",
         MPLMM_DRAIN_TIMEOUT_S="10",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mplmm.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = serve_process(env, stdout=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                status, body = _get(f"{base}/readyz")
-                if status == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.2)
+        body = wait_served(proc, base)
         assert body["execution_provider"] == "CPUExecutionProvider"
         status, pred = _post_json(f"{base}/predict", {"text": "served for real"})
         assert status == 200

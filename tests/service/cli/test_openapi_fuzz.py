@@ -5,16 +5,11 @@ examples per operation, on loopback only."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from typing import Any
 
 import httpx
 import pytest
-from service_helpers import REPO, TinyBundle, fresh_packs
+from service_helpers import TinyBundle, cli_env, free_port, fresh_packs, serve_process, wait_served
 
 schemathesis = pytest.importorskip("schemathesis", reason="the dev extra installs schemathesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
@@ -37,35 +32,21 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def server(svc_bundle: TinyBundle, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")},
-        "MPLMM_BUNDLE_DIR": str(svc_bundle.root),
-        "MPLMM_PACKS_DIR": str(fresh_packs(svc_bundle, tmp_path_factory.mktemp("fuzz") / "p")),
-        "MPLMM_PORT": str(port),
-        "MPLMM_ADMIN_TOKEN": TOKEN,
-        "MPLMM_ASR": "off",  # generated bodies carry no speech; keep each request cheap
-        "MPLMM_PACK_WATCH_INTERVAL_S": "0",
-        "MPLMM_LOG_LEVEL": "ERROR",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mplmm.cli", "serve"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    port = free_port()
+    packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("fuzz") / "packs")
+    env = cli_env(
+        svc_bundle,
+        packs,
+        MPLMM_PORT=str(port),
+        MPLMM_ADMIN_TOKEN=TOKEN,
+        MPLMM_ASR="off",  # generated bodies carry no speech; keep each request cheap
+        MPLMM_PACK_WATCH_INTERVAL_S="0",
+        MPLMM_LOG_LEVEL="ERROR",
+    )
+    proc = serve_process(env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.2)
+        wait_served(proc, base)
         yield base
     finally:
         proc.terminate()

@@ -4,55 +4,36 @@ request to either fails meanwhile (issue 6, item 4)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import REPO, TinyBundle, fresh_packs, upload_files
+from service_helpers import (
+    TinyBundle,
+    cli_env,
+    free_port,
+    fresh_packs,
+    serve_process,
+    upload_files,
+    wait_served,
+)
 
 INTERVAL_S = 0.5
 TOKEN = "replica-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(bundle: TinyBundle, packs: Path, port: int) -> subprocess.Popen[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")},
-        "MPLMM_BUNDLE_DIR": str(bundle.root),
-        "MPLMM_PACKS_DIR": str(packs),
-        "MPLMM_PORT": str(port),
-        "MPLMM_ADMIN_TOKEN": TOKEN,
-        "MPLMM_PACK_WATCH_INTERVAL_S": str(INTERVAL_S),
-        "MPLMM_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "mplmm.cli", "serve"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def _wait_ready(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{base} never became ready")
+    env = cli_env(
+        bundle,
+        packs,
+        MPLMM_PORT=str(port),
+        MPLMM_ADMIN_TOKEN=TOKEN,
+        MPLMM_PACK_WATCH_INTERVAL_S=str(INTERVAL_S),
+    )
+    return serve_process(env)
 
 
 def _version(base: str) -> str:
@@ -65,7 +46,7 @@ def test_an_upload_to_one_replica_is_served_by_the_other(
     svc_bundle: TinyBundle, tmp_path: Path
 ) -> None:
     packs = fresh_packs(svc_bundle, tmp_path / "shared")
-    ports = _free_port(), _free_port()
+    ports = free_port(), free_port()
     procs = [_serve(svc_bundle, packs, p) for p in ports]
     a, b = (f"http://127.0.0.1:{p}" for p in ports)
     answers: list[tuple[int, str]] = []
@@ -79,7 +60,7 @@ def test_an_upload_to_one_replica_is_served_by_the_other(
 
     try:
         for proc, base in zip(procs, (a, b), strict=True):
-            _wait_ready(proc, base)
+            wait_served(proc, base)
         assert _version(a) == _version(b) == "1.0.0"
         worker = threading.Thread(target=hammer)
         worker.start()
