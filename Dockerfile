@@ -91,14 +91,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
-    NUMBA_CACHE_DIR=/tmp/numba-cache \
     MPLMM_HOST=0.0.0.0 \
     MPLMM_PORT=8000 \
     MPLMM_BUNDLE_DIR=/opt/mplmm/bundle \
     MPLMM_PACKS_DIR=/var/lib/mplmm/packs \
     MPLMM_EXECUTION_PROVIDER=auto
-# librosa's numba kernels cache to NUMBA_CACHE_DIR: /tmp must stay writable (a tmpfs or an
-# emptyDir when the root filesystem is read-only).
+# Uploads spool to /tmp: it must stay writable (a tmpfs or an emptyDir when the root
+# filesystem is read-only).
 VOLUME ["/var/lib/mplmm/packs"]
 WORKDIR /opt/mplmm
 USER ${APP_UID}:${APP_UID}

@@ -29,9 +29,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.features.asr import WHISPER_TINY_EN  # noqa: E402
-from service.features.audio import AudioSpec, frame_features  # noqa: E402
+from librosa_frames import LibrosaSpec, frame_features  # noqa: E402
+
 from service.features.vad import VoiceActivity  # noqa: E402
+from service.features.whisper import WHISPER_TINY_EN  # noqa: E402
 from training.augment import SUITE  # noqa: E402
 from training.data.corpora import RAVDESS_EMOTIONS  # noqa: E402
 
@@ -47,7 +48,7 @@ class Features:
             str(WHISPER_TINY_EN.verify()), device="cpu", compute_type="int8", cpu_threads=2
         )
         self.vad = VoiceActivity()
-        self.spec = AudioSpec()
+        self.spec = LibrosaSpec()
 
     def whisper_frames(self, y: np.ndarray) -> np.ndarray:
         mel = self.whisper.feature_extractor(y, padding=0)  # (80, n)

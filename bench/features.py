@@ -17,7 +17,9 @@ seconds per media second (onnxruntime and OpenCV may use both cores).
 - text: MiniLM through onnxruntime on MELD utterances (else fixed sentences), batched
   (64) and one at a time.
 - speech: Silero VAD over each whole clip, and Whisper tiny.en (int8, CTranslate2) over
-  its speech segments, with 1 and 2 CPU threads: seconds of compute per second of audio.
+  its speech segments, with 1 and 2 CPU threads: seconds of compute per second of audio;
+  the audio features' Whisper encoder over each speech span (1 and 2 threads) beside the
+  librosa frame features it replaced (bench/librosa_frames.py), per second of span.
 
     .venv/bin/python bench/features.py [--encoders bundle/encoders] [--clips 120]
 """
@@ -48,6 +50,8 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from librosa_frames import LibrosaSpec, frame_features  # noqa: E402
 
 from service.features.audio import AudioFeatureExtractor  # noqa: E402
 from service.features.extractor import FeatureExtractor  # noqa: E402
@@ -175,9 +179,12 @@ def bench_audio(ex: AudioFeatureExtractor, files: list[Path], peer: Callable) ->
 
 
 def bench_speech(ex: AudioFeatureExtractor, files: list[Path], clips: int) -> dict[str, Any]:
-    """VAD and ASR real-time factors on the first `clips` files (per second of audio)."""
+    """VAD and ASR real-time factors on the first `clips` files (per second of audio), and
+    the audio features' speech encoder on their speech spans (per second of span) beside
+    the librosa frame features it replaced."""
     from service.features.asr import Transcriber
     from service.features.audio_decode import decode_audio
+    from service.features.speech_encoder import SpeechEncoder
 
     files = files[:clips]
     decoded = [decode_audio(f, ex.limits, "audio") for f in files]
@@ -197,6 +204,32 @@ def bench_speech(ex: AudioFeatureExtractor, files: list[Path], clips: int) -> di
         "vad_rtf": vad_s / seconds,
         "vad_ms_per_clip": 1e3 * vad_s / len(waves),
     }
+    spans = [
+        w[int(seg[0][0] * 16_000) : int(seg[-1][1] * 16_000)]
+        for w, seg in zip(waves, segments, strict=True)
+        if seg
+    ]
+    span_s = sum(len(x) for x in spans) / 16_000
+    out["speech_span_seconds"] = round(span_s, 1)
+    # Before: the librosa frame features the packs used up to 1.1.0, on the same spans.
+    before = LibrosaSpec()
+    frame_features(spans[0], before)  # numba compiles here
+    wall = cpu = 0.0
+    for x in spans:
+        dw, dc = _timed(lambda x=x: frame_features(x, before))
+        wall, cpu = wall + dw, cpu + dc
+    out["librosa_frames_rtf"] = wall / span_s
+    out["librosa_frames_ms_per_clip"] = 1e3 * wall / len(spans)
+    for threads in (1, 2):
+        encoder = SpeechEncoder(threads=threads, concurrency=1)
+        encoder.warmup()
+        wall = cpu = 0.0
+        for x in spans:
+            dw, dc = _timed(lambda x=x, e=encoder: e.frames(x))
+            wall, cpu = wall + dw, cpu + dc
+        out[f"audio_encoder_rtf_{threads}t"] = wall / span_s
+        out[f"audio_encoder_rtf_cpu_{threads}t"] = cpu / span_s
+        out[f"audio_encoder_ms_per_clip_{threads}t"] = 1e3 * wall / len(spans)
     for threads in (1, 2):
         asr = Transcriber(threads=threads)
         asr.warmup()

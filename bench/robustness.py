@@ -3,10 +3,12 @@
 Starts `mplmm serve` on the bundle with transcription off (audio only, as the missing type
 `audio_only`), sends every test clip of each pack's task clean and under each shift of the
 robustness suite (training/augment.py: SUITE; each clip's shift seeded by its index) as a
-16 kHz WAV to POST /predict, and scores the answers. Writes one JSON per bundle tag and
-redraws the PNG from every JSON in the folder, so old and new packs sit side by side.
+16 kHz WAV to POST /predict, and scores the answers. Writes one JSON per packs' version
+(the version the server serves) and redraws the PNG from every JSON in the folder, so old
+and new packs sit side by side. `--update-cards` writes the table into each measured
+pack's MODEL_CARD.md.
 
-    .venv/bin/python bench/robustness.py --tag 1.1.0 [--out docs/eval/robustness]
+    .venv/bin/python bench/robustness.py [--update-cards] [--out docs/eval/robustness]
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ sys.path.append(str(REPO / "bench"))
 from harness import SHARED, Server, multipart  # noqa: E402
 
 from training.augment import SUITE  # noqa: E402
+from training.cards import ROBUSTNESS_HEADING, robustness_section, with_section  # noqa: E402
 from training.data.corpora import Task, ravdess_manifest  # noqa: E402
 from training.data.manifest import Split  # noqa: E402
+
+ACTORS = {"test": "21-24", "valid": "19-20"}
 
 
 def predict(base: str, pack: str, y: np.ndarray) -> str:
@@ -69,7 +74,9 @@ def plot(folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reports = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    reports = [
+        json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if "-" not in p.stem
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     for ax, task in zip(axes, ("sentiment", "emotion"), strict=True):
         names = ["clean", *[s.name for s in SUITE]]
@@ -92,13 +99,20 @@ def plot(folder: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", required=True, help="the packs' version, names the JSON")
+    parser.add_argument(
+        "--split",
+        choices=("test", "valid"),
+        default="test",
+        help="test: actors 21-24 (the report); valid: actors 19-20, to choose training "
+        "settings without looking at the test actors (writes <version>-valid.json)",
+    )
+    parser.add_argument("--update-cards", action="store_true", help="write the model cards' table")
     parser.add_argument("--bundle", type=Path, default=REPO / "bundle")
     parser.add_argument("--out", type=Path, default=REPO / "docs/eval/robustness")
     args = parser.parse_args()
     report: dict[str, Any] = {
-        "tag": args.tag,
-        "data": "RAVDESS speech, actors 21-24 (test split), audio only, transcription off",
+        "data": f"RAVDESS speech, actors {ACTORS[args.split]} ({args.split} split), audio "
+        "only, transcription off",
         "shifts": [s.name for s in SUITE],
         "packs": {},
     }
@@ -108,9 +122,13 @@ def main() -> int:
         shutil.copytree(args.bundle / "packs", packs)
         server = Server(args.bundle, packs, asr="off")
         try:
-            server.wait_ready()
+            ready = server.wait_ready()
+            versions = {p["name"]: p["version"] for p in ready["packs"]}
+            if len({versions[t.value] for t in (Task.SENTIMENT, Task.EMOTION)}) != 1:
+                raise SystemExit(f"the two packs' versions differ: {versions}")
+            report["tag"] = versions[Task.SENTIMENT.value]
             for task in (Task.SENTIMENT, Task.EMOTION):
-                rows = [r for r in ravdess_manifest(SHARED, task) if r.split is Split.TEST]
+                rows = [r for r in ravdess_manifest(SHARED, task) if r.split is Split(args.split)]
                 clean = [sf.read(r.audio, dtype="float32")[0] for r in rows if r.audio]
                 truth = [r.label for r in rows]
                 scores: dict[str, float] = {}
@@ -136,8 +154,17 @@ def main() -> int:
             server.stop()
     report["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.tag}.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = report["tag"] + ("" if args.split == "test" else "-valid")
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(args.out)
+    if args.update_cards and args.split == "test":
+        for task in report["packs"]:
+            card = args.bundle / "packs" / task / report["tag"] / "MODEL_CARD.md"
+            text = card.read_text(encoding="utf-8")
+            card.write_text(
+                with_section(text, ROBUSTNESS_HEADING, robustness_section(report, task)),
+                encoding="utf-8",
+            )
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -91,3 +91,40 @@ def _face_map_lines(manifest: PackManifest) -> list[str]:
         "model's seven classes through the face_expression_map (" + "; ".join(parts) + "), "
         "reported as `answered_by: face_expression`; not a learnt video modality."
     ]
+
+
+ROBUSTNESS_HEADING = "## Robustness: audio only under acoustic shifts"
+
+
+def robustness_section(report: dict[str, Any], task: str) -> str:
+    """The card's robustness table from a `bench/robustness.py` report, for `task`."""
+    r = report["packs"][task]
+    scores = r["weighted_f1"]
+    lines = [
+        ROBUSTNESS_HEADING,
+        "",
+        f"Weighted F1 through `POST /predict`, {report['data']}; {r['clips']} clips, each "
+        "shift seeded per clip (`bench/robustness.py`). Clips the service judged to have no "
+        "usable audio count as wrong.",
+        "",
+        "| condition | weighted F1 | drop from clean | audio judged absent |",
+        "|---|---|---|---|",
+    ]
+    for name, f1 in scores.items():
+        drop = "" if name == "clean" else f"{scores['clean'] - f1:+.4f}"
+        lines.append(f"| {name} | {f1:.4f} | {drop} | {r['audio_absent'].get(name, 0)} |")
+    lines += [
+        f"| mean of the shifts | {r['mean_shifted']:.4f} | {r['mean_drop']:+.4f} | |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def with_section(card: str, heading: str, section: str) -> str:
+    """`card` with the section under `heading` replaced by `section` (appended if none)."""
+    start = card.find(heading)
+    if start < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    end = card.find("\n## ", start + len(heading))
+    rest = "" if end < 0 else card[end + 1 :]
+    return card[:start] + section + ("\n" + rest if rest else "")

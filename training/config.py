@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from model.layout import ENCODERS_DIR, REPO_BUNDLE_DIR, REPO_DIR
+from training.augment import Augmentation
 from training.trainer import TrainConfig
 
 
@@ -34,6 +35,18 @@ class DataConfig:
     # Rows with speech but no text get its transcript as their text (when the ASR gate
     # passes it), as the service does for requests: packs learn from real transcripts.
     transcribe: bool = True
+    # Augmented copies of each training clip's audio (training/augment.py): up to
+    # `augment_max_chain` shifts drawn from `augment_ranges` (kind -> [low, high]; empty:
+    # the defaults). Only the train split is augmented; 0 copies: none.
+    augment_copies: int = 0
+    augment_max_chain: int = 2
+    augment_ranges: dict[str, Any] = field(default_factory=dict)
+
+    def augmentation(self) -> Augmentation:
+        ranges = {k: (float(v[0]), float(v[1])) for k, v in self.augment_ranges.items()}
+        if ranges:
+            return Augmentation(self.augment_copies, self.augment_max_chain, ranges)
+        return Augmentation(self.augment_copies, self.augment_max_chain)
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for p in cfg.packs:
         if p.ablation not in ("full", "baseline", "none"):
             raise ConfigError(f"[packs.{p.name}] ablation must be full, baseline or none")
+    try:
+        cfg.data.augmentation()
+    except (ValueError, TypeError, IndexError) as e:
+        raise ConfigError(f"[data] augment_*: {e}") from e
     if cfg.data.source not in ("corpora", "manifest", "pickle"):
         raise ConfigError(
             f"[data] source must be corpora, manifest or pickle, got {cfg.data.source!r}"

@@ -13,6 +13,7 @@ import numpy as np
 
 from model.config import Task as HeadTask
 from model.missing import MODALITIES
+from training.augment import Augmentation
 from training.config import DataConfig
 from training.data.cache import FeatureCache, FeatureTable
 from training.data.corpora import LABELS, MELD, RAVDESS, Task, meld_manifest, ravdess_manifest
@@ -59,18 +60,49 @@ TRANSCRIPT_NOTE = (
 )
 
 
+SELECTION_NOTE = (
+    "Speaker-independent selection: RAVDESS is split by actor (01-18 train, 19-20 "
+    "validation, 21-24 test) and MELD by its official splits. Checkpoints are chosen by "
+    "early stopping on the validation weighted F1, and recipes (augmentation, pairing) "
+    "were compared on the validation split and on the validation actors' robustness "
+    "(`bench/robustness.py --split valid`), never on the test actors, which are scored "
+    "once per released version."
+)
+
+
+def augmentation_note(augmentation: Augmentation) -> tuple[str]:
+    ranges = ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in sorted(augmentation.ranges.items()))
+    return (
+        f"Each RAVDESS training clip also appears as {augmentation.copies} augmented "
+        "audio-only copies (not transcribed; paired with MELD text like the clean clips), "
+        "each with up to "
+        f"{augmentation.max_chain} acoustic shifts drawn from: {ranges} (speed factor, "
+        "semitones, SNR dB, RT60 s, kbps, gain dB). The robustness suite's shifts are of "
+        "these kinds (pitch ±3 semitones just outside the range): it measures robustness "
+        "to shifts of the kinds trained on, not to unseen ones.",
+    )
+
+
 def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> Dataset:
     """MELD text + RAVDESS audio + label-conditioned pairs of the two, per split."""
     root = Path(data.data_dir)
     labels = LABELS[task]
     cache = FeatureCache(Path(data.cache_dir), extractor, transcribe=data.transcribe)
     text_table, f1 = cache.table(meld_manifest(root, task))
-    audio_table, f2 = cache.table(ravdess_manifest(root, task))
+    clips = ravdess_manifest(root, task)
+    audio_table, f2 = cache.table(clips)
     text, audio = _by_split(text_table, labels), _by_split(audio_table, labels)
+    augmentation = data.augmentation()
+    f3: list[Any] = []
+    if augmentation.copies:
+        train = [r for r in clips if r.split is Split.TRAIN]
+        extra, f3 = cache.augmented(train, augmentation, seed)
+        audio[Split.TRAIN] = Arrays.concat([audio[Split.TRAIN], Arrays.from_table(extra, labels)])
     splits = {}
     for i, s in enumerate(Split):
         per = data.pairs_per_audio_train if s is Split.TRAIN else data.pairs_per_audio_eval
-        # Fixed seed per split: the evaluation pairs are the same on every run.
+        # Fixed seed per split: the evaluation pairs are the same on every run. Training
+        # pairs draw on the augmented copies too (text with a shifted voice).
         pairs = pair_by_label(text[s], audio[s], per, np.random.default_rng(seed + 100 + i))
         splits[s] = Arrays.concat([text[s], audio[s], pairs])
     return Dataset(
@@ -82,7 +114,7 @@ def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> 
             {"name": MELD.name, "licence": MELD.licence, "source": MELD.source},
             {"name": RAVDESS.name, "licence": RAVDESS.licence, "source": RAVDESS.source},
         ],
-        failures=len(f1) + len(f2),
+        failures=len(f1) + len(f2) + len(f3),
         feature_spec_sha256=cache.spec_sha256,
         modalities=("text", "audio"),
         card_notes=(
@@ -93,6 +125,8 @@ def corpora_dataset(data: DataConfig, task: Task, extractor: Any, seed: int) -> 
             "corpus here has both modalities of one real utterance, so text+audio figures "
             "measure pairs, not real multimodal recordings.",
             *(TRANSCRIPT_NOTE if data.transcribe else ()),
+            *(augmentation_note(augmentation) if augmentation.copies else ()),
+            SELECTION_NOTE,
         ),
     )
 

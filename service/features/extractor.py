@@ -46,7 +46,8 @@ def _as_media(value: Media) -> bytes | Path:
 @dataclass(frozen=True)
 class AsrOptions:
     """How the extractor transcribes: `enabled` False loads no speech recogniser (a sample
-    asking for a transcript then gets text absent as `extractor_unavailable`)."""
+    asking for a transcript then gets text absent as `extractor_unavailable`). `device`
+    places both Whisper models: the recogniser and the audio features' encoder."""
 
     enabled: bool = True
     threads: int = 0  # 0: half the cores
@@ -72,7 +73,10 @@ class FeatureExtractor:
         self.text = TextEncoder(
             self.encoders_dir, self.limits, spec=self.spec.text, intra_op_threads=text_threads
         )
-        self.audio = AudioFeatureExtractor(self.spec.audio, self.limits)
+        options = asr or AsrOptions()
+        # The speech encoder of the audio features always loads (ASR on or off), on the
+        # device the ASR options name.
+        self.audio = AudioFeatureExtractor(self.spec.audio, self.limits, device=options.device)
         self.video: Any = None
         if self.spec.video is not None:
             module = importlib.import_module("service.features.video")
@@ -81,7 +85,6 @@ class FeatureExtractor:
             )
         else:
             log.warning("no video extractor in this build: video will be reported absent")
-        options = asr or AsrOptions()
         self.asr: Transcriber | None = None
         if options.enabled:
             self.asr = Transcriber(
@@ -94,7 +97,7 @@ class FeatureExtractor:
             )
 
     def warmup(self) -> None:
-        """Pay one-off costs (numba compilation, ORT first run) before the first request."""
+        """Pay one-off costs (first runs of ORT and CTranslate2) before the first request."""
         self.text.warmup()
         self.audio.warmup()
         if self.video is not None:

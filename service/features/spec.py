@@ -19,7 +19,7 @@ from service.features.asr import AsrSpec
 from service.features.audio import AudioSpec
 from service.features.text import TextSpec
 
-SPEC_FORMAT = 2  # bump when the layout of to_dict() changes
+SPEC_FORMAT = 3  # bump when the layout of to_dict() changes (3: Whisper-encoder audio)
 
 
 @runtime_checkable

@@ -209,6 +209,9 @@ class ReadyResponse(BaseModel):
     asr_device: str | None = Field(
         default=None, description="where speech is transcribed (cpu, cuda); null: MPLMM_ASR=off"
     )
+    audio_encoder_device: str | None = Field(
+        default=None, description="where the audio features' speech encoder runs (cpu, cuda)"
+    )
     packs: list[PackRef] = Field(default_factory=list)
     default_pack: str
     backbone_sha256: str | None = None

@@ -51,13 +51,20 @@ class LoadedExtractor:
         device = getattr(getattr(self.extractor, "asr", None), "device", None)
         return device if isinstance(device, str) else None
 
+    @property
+    def audio_encoder_device(self) -> str | None:
+        """Where the audio features' speech encoder runs (cpu, cuda)."""
+        audio = getattr(self.extractor, "audio", None)
+        device = getattr(getattr(audio, "encoder", None), "device", None)
+        return device if isinstance(device, str) else None
+
 
 ExtractorFactory = Callable[[Settings], LoadedExtractor]
 
 
 def default_extractor_factory(settings: Settings) -> LoadedExtractor:
     """The real feature extractor over `<bundle>/encoders`, warmed up."""
-    from service.features.extractor import (  # heavy: librosa, cv2, ORT, CTranslate2
+    from service.features.extractor import (  # heavy: cv2, ORT, CTranslate2
         AsrOptions,
         FeatureExtractor,
     )
@@ -89,6 +96,7 @@ class Readiness:
     feature_spec_sha256: str | None
     rejected: list[tuple[str, str, str]]  # (pack, version, reason) refused on disk
     asr_device: str | None = None
+    audio_encoder_device: str | None = None
 
 
 class ServiceRuntime:
@@ -112,6 +120,7 @@ class ServiceRuntime:
         self.pipeline: InferencePipeline | None = None
         self.feature_spec_sha256: str | None = None
         self.asr_device: str | None = None
+        self.audio_encoder_device: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------- lifecycle
@@ -134,11 +143,15 @@ class ServiceRuntime:
         elif loaded.feature_spec_sha256 != want:
             raise RuntimeError(
                 f"the encoders' feature spec ({loaded.feature_spec_sha256[:12]}) differs from "
-                f"the one the backbone was trained on ({want[:12]}); rebuild the encoders "
-                "(`mplmm build-encoders`) or re-export the backbone"
+                f"the one the backbone was trained on ({want[:12]}): the bundle was trained "
+                "on other features (another release's extractors, or other encoders). Serve "
+                "it with the release it was trained with, rebuild the encoders it was trained "
+                "on (`mplmm build-encoders`), or train a bundle on these features "
+                "(`mplmm train bundle`)"
             )
         self.feature_spec_sha256 = loaded.feature_spec_sha256
         self.asr_device = loaded.asr_device
+        self.audio_encoder_device = loaded.audio_encoder_device
         self.phase = Phase.LOADING_PACKS
         packs_dir = s.resolved_packs_dir
         packs_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +281,7 @@ class ServiceRuntime:
             feature_spec_sha256=self.feature_spec_sha256,
             rejected=self.registry.rejected() if self.registry else [],
             asr_device=self.asr_device,
+            audio_encoder_device=self.audio_encoder_device,
         )
 
     def ready_pipeline(self) -> InferencePipeline:

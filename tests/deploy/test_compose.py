@@ -48,7 +48,7 @@ def test_healthcheck_probes_healthz(service: dict[str, Any]) -> None:
     assert "http://127.0.0.1:8000/healthz" in code
     compile(code, "<healthcheck>", "exec")
     assert parse_duration_s(check["timeout"]) < parse_duration_s(check["interval"])
-    # Start-up (model load, CUDA session, numba compile) must not count as unhealthy.
+    # Start-up (model load, CUDA session, warm-up) must not count as unhealthy.
     assert parse_duration_s(check["start_period"]) >= 60
     assert check["retries"] >= 2
 

@@ -121,7 +121,7 @@ def test_security_context(docs_name: str, base: Docs, cpu: Docs) -> None:
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["capabilities"] == {"drop": ["ALL"]}
-    # A read-only root needs a writable /tmp (numba cache, uploads).
+    # A read-only root needs a writable /tmp (uploads, HOME).
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]

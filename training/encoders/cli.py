@@ -150,8 +150,8 @@ def check_face(out_dir: Path) -> str | None:
 
 def check_speech() -> str | None:
     """None when the installed speech models match their pins, else what is wrong."""
-    from service.features.asr import WHISPER_TINY_EN
     from service.features.vad import SILERO_VAD
+    from service.features.whisper import WHISPER_TINY_EN
 
     for model in (SILERO_VAD, WHISPER_TINY_EN):
         problem = model.problem()

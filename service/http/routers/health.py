@@ -30,6 +30,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         execution_provider=r.providers[0] if r.providers else None,
         providers=r.providers,
         asr_device=r.asr_device,
+        audio_encoder_device=r.audio_encoder_device,
         packs=[PackRef(name=p.name, version=p.version) for p in r.packs],
         default_pack=runtime.settings.default_pack,
         backbone_sha256=r.backbone_sha256,

@@ -37,7 +37,7 @@ def test_text_and_audio_summary(
     assert code == 0
     assert out["text"] == {"present": True, "shape": [12, 8], "tokens": 6, "source": "client"}
     assert out["audio"]["present"] is True
-    assert out["audio"]["shape"] == [32, 67]
+    assert out["audio"]["shape"] == [32, 384]
     assert out["audio"]["duration_s"] == pytest.approx(len(spoken()) / 16_000, abs=0.01)
     assert out["audio"]["source"] == "audio"
     assert out["video"]["present"] is False

@@ -59,7 +59,7 @@ def test_text_and_audio(no_video: FeatureExtractor) -> None:
     batch = no_video.extract(text="i am so happy", audio=WAV)
     assert batch.present.tolist() == [[True, True, False]]
     assert batch.text.shape == (1, 12, 8)
-    assert batch.audio.shape == (1, 32, 67)
+    assert batch.audio.shape == (1, 32, 384)
     assert batch.masks[Modality.TEXT].shape == (1, 12)
     assert batch.masks[Modality.AUDIO].all()
     assert types_from_presence(batch.present).tolist() == [MissingType.NO_VIDEO]

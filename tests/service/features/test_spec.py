@@ -13,8 +13,10 @@ from model.missing import Modality
 from service.features.asr import AsrSpec
 from service.features.audio import AudioSpec
 from service.features.spec import FeatureSpec, ModalitySpec, default_video_spec
+from service.features.speech_encoder import SpeechEncoderSpec
 from service.features.text import TextSpec
 from service.features.vad import VadSpec
+from service.features.whisper import WHISPER_TINY_EN
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,11 @@ def test_sha256_is_stable_and_canonical(text_spec: TextSpec) -> None:
     d = json.loads(a.to_json())
     assert d == a.to_dict()
     assert list(d) == sorted(d)  # keys sorted: the same spec always hashes the same
-    assert d["format"] == 2
+    assert d["format"] == 3
     assert d["asr"]["name"] == "whisper-tiny.en"
     assert d["audio"]["vad"]["name"] == "silero-vad"
-    assert d["audio"]["dim"] == 67
+    assert d["audio"]["dim"] == 384
+    assert d["audio"]["encoder"]["model_sha256"] == WHISPER_TINY_EN.sha256
     assert d["text"]["model_sha256"] == text_spec.model_sha256
 
 
@@ -43,6 +46,7 @@ def test_sha256_is_stable_and_canonical(text_spec: TextSpec) -> None:
         {"audio": AudioSpec(length=40)},
         {"audio": AudioSpec(version="2")},
         {"audio": AudioSpec(active_db=-55.0)},
+        {"audio": AudioSpec(encoder=SpeechEncoderSpec(pad_to_s=4.0))},
         {"audio": AudioSpec(vad=VadSpec(threshold=0.5))},
         {"asr": AsrSpec(min_avg_logprob=-1.0)},
         {"video": None},
@@ -62,7 +66,7 @@ def test_text_weights_are_part_of_the_spec(text_spec: TextSpec) -> None:
 def test_shapes_per_modality(text_spec: TextSpec) -> None:
     spec = FeatureSpec(text_spec, AudioSpec(), None)
     assert spec.shape(Modality.TEXT) == (12, 8)
-    assert spec.shape(Modality.AUDIO) == (32, 67)
+    assert spec.shape(Modality.AUDIO) == (32, 384)
     assert spec.shape(Modality.VIDEO) == (0, 0)
     assert spec.to_dict()["video"] is None
 

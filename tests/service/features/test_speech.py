@@ -88,8 +88,8 @@ def test_pinned_files_verify_and_name_what_is_wrong(
 
 
 def test_the_installed_speech_models_match_their_pins() -> None:
-    from service.features.asr import WHISPER_TINY_EN
     from service.features.vad import SILERO_VAD
+    from service.features.whisper import WHISPER_TINY_EN
 
     assert SILERO_VAD.problem() is None
     assert WHISPER_TINY_EN.problem() is None
@@ -295,22 +295,29 @@ def test_real_videos_without_speech_give_no_transcript(
     assert row[Modality.VIDEO].present is video_present
 
 
-def test_asr_falls_back_to_the_cpu_when_cuda_does_not_work(
+def test_whisper_falls_back_to_the_cpu_when_cuda_does_not_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CTranslate2 claims a CUDA device, but loading on it fails (here: no GPU at all; in
-    the CUDA 13 image: no CUDA 12 cuBLAS): the recogniser runs on the CPU and says why."""
+    the CUDA 13 image: no CUDA 12 cuBLAS): the recogniser and the audio features' encoder
+    run on the CPU and say why."""
     import ctranslate2
+
+    from service.features.speech_encoder import SpeechEncoder
 
     monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
     asr = Transcriber(threads=1)
-    assert asr.device == "cpu"
-    assert asr.device_note is not None
-    assert asr.device_note.startswith("CUDA not usable for ASR, on the CPU")
+    encoder = SpeechEncoder(threads=1)
+    for model in (asr, encoder):
+        assert model.device == "cpu"
+        assert model.device_note is not None
+        assert model.device_note.startswith("CUDA not usable for Whisper, on the CPU")
     y = spoken(HAPPY)
     assert words(asr.transcribe(y, [(0.0, len(y) / SR)]).text) == words(HAPPY)
-    # Asked for the CPU, it never tries CUDA.
+    assert encoder.frames(y).shape == (len(y) // 320, 384)
+    # Asked for the CPU, neither tries CUDA.
     assert Transcriber(threads=1, device="cpu").device_note is None
+    assert SpeechEncoder(threads=1, device="cpu").device_note is None
 
 
 def test_a_transcript_longer_than_the_text_limit_is_cut_not_refused() -> None:

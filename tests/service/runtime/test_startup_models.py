@@ -93,8 +93,8 @@ def _repinned(model: PinnedModel, name: str, sha256: str) -> PinnedModel:
 @pytest.mark.parametrize(
     ("module", "attr", "file"),
     [
-        ("service.features.asr", "WHISPER_TINY_EN", "model.bin"),
-        ("service.features.asr", "WHISPER_TINY_EN", "tokenizer.json"),
+        ("service.features.whisper", "WHISPER_TINY_EN", "model.bin"),
+        ("service.features.whisper", "WHISPER_TINY_EN", "tokenizer.json"),
         ("service.features.vad", "SILERO_VAD", "silero_vad_v6.onnx"),
     ],
 )
@@ -119,23 +119,32 @@ def test_an_altered_speech_model_keeps_the_service_not_ready(
         assert r.status_code == 503
 
 
-def test_a_missing_asr_model_file_is_named_and_asr_off_does_not_need_it(
-    svc_bundle: TinyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("asr_mode", ["auto", "off"])
+def test_a_missing_whisper_model_file_is_named_even_with_asr_off(
+    svc_bundle: TinyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asr_mode: str
 ) -> None:
-    import service.features.asr as asr
+    """Whisper's encoder makes the audio features, so the service needs its files whether
+    it transcribes or not."""
+    import service.features.whisper as whisper
 
-    gone = dataclasses.replace(asr.WHISPER_TINY_EN, files=(("model-missing.bin", "0" * 64),))
-    monkeypatch.setattr(asr, "WHISPER_TINY_EN", gone)
+    gone = dataclasses.replace(whisper.WHISPER_TINY_EN, files=(("model-missing.bin", "0" * 64),))
+    monkeypatch.setattr(whisper, "WHISPER_TINY_EN", gone)
     packs = fresh_packs(svc_bundle, tmp_path / "packs")
-    with TestClient(create_app(settings_for(svc_bundle, packs))) as client:
+    with TestClient(create_app(settings_for(svc_bundle, packs, asr=asr_mode))) as client:
         body = wait_ready(client)
         assert body["ready"] is False
         assert "model-missing.bin is missing" in str(body["reason"])
-    # MPLMM_ASR=off loads no recogniser: the service starts and never transcribes.
+
+
+def test_asr_off_loads_no_recogniser_and_never_transcribes(
+    svc_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    packs = fresh_packs(svc_bundle, tmp_path / "packs")
     with TestClient(create_app(settings_for(svc_bundle, packs, asr="off"))) as client:
         ready = wait_ready(client)
         assert ready["ready"] is True
         assert ready["asr_device"] is None
+        assert ready["audio_encoder_device"] == "cpu"
         r = client.post(
             "/predict",
             files={"audio": ("a.wav", speech_wav(2.0), "audio/wav")},

@@ -113,3 +113,24 @@ def test_bad_config_and_unknown_pack(workdir: Path) -> None:
         main(["train", "tune", "--pack", "toy", "--config", str(workdir / "run.toml"),
               "--set", "tune.epoch=3"])  # fmt: skip
     assert main(["train", "tune", "--pack", "nope", "--config", str(workdir / "run.toml")]) == 2
+
+
+def test_augmentation_is_configured_per_run_and_bad_values_are_named() -> None:
+    from training.augment import Augmentation
+    from training.config import ConfigError, load_config
+
+    assert load_config(None).data.augmentation() == Augmentation(0)
+    cfg = load_config(
+        None,
+        [
+            "data.augment_copies=3",
+            "data.augment_max_chain=1",
+            "data.augment_ranges={'noise': [0, 10]}",
+        ],
+    )
+    aug = cfg.data.augmentation()
+    assert (aug.copies, aug.max_chain, aug.ranges) == (3, 1, {"noise": (0.0, 10.0)})
+    with pytest.raises(ConfigError, match=r"\[data\] augment_\*: .*unknown shift"):
+        load_config(None, ["data.augment_ranges={'echo': [0, 1]}"])
+    with pytest.raises(ConfigError, match=r"\[data\] augment_\*: .*copies must be >= 0"):
+        load_config(None, ["data.augment_copies=-1"])

@@ -99,3 +99,41 @@ def test_transcribed_rows_get_their_speech_as_text_and_their_own_cache_entries(
     assert cos > 0.95  # the transcript is (nearly) the sentence spoken
     np.testing.assert_array_equal(heard.arrays[Modality.TEXT][2], plain.arrays[Modality.TEXT][2])
     np.testing.assert_array_equal(heard.arrays[Modality.AUDIO], plain.arrays[Modality.AUDIO])
+
+
+def test_augmented_copies_are_audio_only_seeded_cached_and_differ_from_the_clean_clip(
+    tmp_path: Path, extractor: FeatureExtractor
+) -> None:
+    from training.augment import Augmentation
+    from training.data.cache import augmented_wav, copy_seed
+
+    rows = [r for r in read_manifest(_manifest(tmp_path)) if r.id in ("a", "b", "d")]
+    aug = Augmentation(copies=2, max_chain=2)
+    counting = CountingExtractor(extractor)
+    cache = FeatureCache(tmp_path / "cache", counting, transcribe=True)
+    table, failures = cache.augmented(rows, aug, seed=7, progress=False)
+    assert failures == []
+    # Row a has no audio; b and d have the same clip but their own seeds.
+    assert table.ids == ["b~aug0", "b~aug1", "d~aug0", "d~aug1"]
+    assert table.labels.tolist() == ["neutral", "neutral", "negative", "negative"]
+    assert table.present.tolist() == [[False, True, False]] * 4  # never transcribed
+    copies = table.arrays[Modality.AUDIO]
+    clean = extractor.extract(audio=tmp_path / "ok.wav").audio[0]
+    for k in range(4):
+        assert not np.array_equal(copies[k], clean)
+    assert len({copies[k].tobytes() for k in range(4)}) == 4
+    # The copy is what augmenting with its seed and extracting gives.
+    direct = extractor.extract(
+        audio=augmented_wav(tmp_path / "ok.wav", aug, copy_seed(7, "b", 1))
+    ).audio[0]
+    np.testing.assert_array_equal(copies[1], direct)
+
+    # Cached: a second run extracts nothing; another seed or other ranges extract again.
+    calls = counting.calls
+    again, _ = cache.augmented(rows, aug, seed=7, progress=False)
+    assert counting.calls == calls
+    np.testing.assert_array_equal(again.arrays[Modality.AUDIO], copies)
+    cache.augmented(rows, aug, seed=8, progress=False)
+    assert counting.calls == calls + 4
+    cache.augmented(rows, Augmentation(2, 2, {"noise": (0.0, 5.0)}), seed=7, progress=False)
+    assert counting.calls == calls + 8
