@@ -41,6 +41,7 @@ def test_healthz_and_readyz_when_ready(app: Any, svc_bundle: TinyBundle) -> None
         "execution_provider": "CPUExecutionProvider",
         "providers": ["CPUExecutionProvider"],
         "asr_device": "cpu",
+        "audio_encoder_device": "cpu",
         "packs": [
             {"name": "emotion", "version": "1.0.0"},
             {"name": "sentiment", "version": "1.0.0"},

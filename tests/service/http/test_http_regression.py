@@ -40,10 +40,10 @@ TEXT = "I really loved this film"
 # truncation give different labels); "flat" has an all-zero head, so its score is exactly
 # 0.0 (which counts as positive).
 PACKS: dict[str, tuple[list[str] | None, list[str], int, float | None]] = {
-    "polarity": (POLARITY, ["text", "audio"], 1, -0.8),
+    "polarity": (POLARITY, ["text", "audio"], 1, -2.0),
     "flat": (POLARITY, ["text", "audio"], 2, None),
-    "intensity": (INTENSITY7, ["text", "audio"], 3, 0.8),
-    "intensity5": (INTENSITY5, ["text", "audio", "video"], 4, -1.0),
+    "intensity": (INTENSITY7, ["text", "audio"], 3, 1.0),
+    "intensity5": (INTENSITY5, ["text", "audio", "video"], 4, -1.4),
     "mosi": (None, ["text", "audio"], 5, 0.4),  # as `mplmm train` writes it: no labels
 }
 
