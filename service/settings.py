@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import fields
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydantic_settings import (
 )
 
 from model.layout import ENCODERS_DIR, PACK_NAME_PATTERN, PACKS_DIR, REPO_BUNDLE_DIR, user_data_dir
-from service.limits import ENV_PREFIX, Limits
+from service.limits import ENV_PREFIX, LIMIT_FIELDS, Limits
 
 DEFAULT_BUNDLE_DIR = REPO_BUNDLE_DIR
 _LIMITS = Limits()  # the limit settings take their defaults from here
@@ -46,6 +45,13 @@ class AsrMode(StrEnum):
     AUTO = "auto"  # speech, no text, and the pack reads text
     ON = "on"  # speech and no text, whatever the pack reads (the transcript is reported)
     OFF = "off"  # never; the recogniser is not loaded
+
+
+class JobsBackend(StrEnum):
+    """Where jobs are queued and kept."""
+
+    MEMORY = "memory"  # in this process: one server (a restart loses them, and says so)
+    REDIS = "redis"  # a Redis server shared by every replica (MPLMM_REDIS_URL)
 
 
 class LogFormat(StrEnum):
@@ -101,6 +107,26 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(default=_LIMITS.max_video_pixels, ge=1)
     min_audio_sample_rate: int = Field(default=_LIMITS.min_audio_sample_rate, ge=1)
     max_audio_sample_rate: int = Field(default=_LIMITS.max_audio_sample_rate, ge=1)
+    # Timelines (POST /predict with timeline=true) and jobs (POST /jobs).
+    timeline_max_seconds: float = Field(
+        default=120.0, gt=0, description="media seconds of a synchronous timeline"
+    )
+    timeline_max_segments: int = Field(default=1000, ge=1, description="segments per timeline")
+    timeline_min_segment_s: float = Field(default=1.0, gt=0)
+    timeline_max_segment_s: float = Field(default=10.0, gt=0)
+    timeline_merge_gap_s: float = Field(default=0.6, ge=0)
+    timeline_window_s: float = Field(default=2.0, gt=0, description="video without speech")
+    job_max_seconds: float = Field(default=1800.0, gt=0, description="media seconds of a job")
+    job_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="one job's media")
+    jobs_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="media bytes held by queued jobs"
+    )
+    max_jobs: int = Field(default=32, ge=1, description="jobs queued or running")
+    job_concurrency: int = Field(default=1, ge=1, description="jobs running at once")
+    job_ttl_s: float = Field(default=3600.0, gt=0, description="a finished job's result kept")
+    job_timeout_s: float = Field(default=3600.0, gt=0)
+    jobs_backend: JobsBackend = JobsBackend.MEMORY
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0 (jobs)")
     max_pack_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="PUT /packs part")
     pack_watch_interval_s: float = Field(default=2.0, ge=0, description="0 turns it off")
     drain_timeout_s: float = Field(default=20.0, ge=0)
@@ -158,7 +184,29 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+        return Limits(**{name: getattr(self, name) for name in LIMIT_FIELDS})
+
+    @property
+    def timeline_limits(self) -> Limits:
+        """The input limits of a synchronous timeline."""
+        return self.limits.for_long_media(
+            self.timeline_max_seconds, seconds_setting="timeline_max_seconds"
+        )
+
+    @property
+    def job_limits(self) -> Limits:
+        """The input limits of a job."""
+        return self.limits.for_long_media(
+            self.job_max_seconds,
+            seconds_setting="job_max_seconds",
+            max_bytes=self.job_max_bytes,
+            bytes_setting="job_max_bytes",
+        )
+
+    @property
+    def max_job_body_bytes(self) -> int:
+        """Largest POST /jobs body: the media of one job, base64 and form overhead."""
+        return self.job_max_bytes * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
 
     @property
     def max_body_bytes(self) -> int:

@@ -21,10 +21,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without --text, use (or never use) the speech's transcript as the text "
         "(default: as MPLMM_ASR says)",
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also one answer per speech segment or video window (as timeline=true); "
+        "media up to MPLMM_JOB_MAX_SECONDS, as a job",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="with --timeline: draw the scores over time to this PNG (needs matplotlib)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.plot is not None and not args.timeline:
+        sys.stderr.write("mplmm predict: --plot needs --timeline\n")
+        return 2
 
     from service.errors import InvalidMediaError, ServiceError
     from service.features.types import Sample
@@ -48,13 +65,16 @@ def run(args: argparse.Namespace) -> int:
             video=args.video.read_bytes() if args.video else None,
         )
         pack = None if args.pack is None else check_pack_name(args.pack)
-        return PredictRequest(sample, pack, transcribe=args.transcribe)
+        return PredictRequest(sample, pack, transcribe=args.transcribe, timeline=args.timeline)
 
     async def once() -> int:
         runtime = ServiceRuntime(settings, ServiceMetrics())
         await runtime.load()
         try:
-            pred = await runtime.predict(parse)  # alone in flight: always admitted
+            if args.timeline:  # local media may be long: a job's limits, no request timeout
+                pred = await runtime.run_job(await parse())
+            else:
+                pred = await runtime.predict(parse)  # alone in flight: always admitted
         except ServiceError as exc:
             error = {"error": {"code": exc.code.value, "message": exc.message}}
             sys.stdout.write(json.dumps(error) + "\n")
@@ -63,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
             await runtime.stop()
         body = prediction_response(pred, uuid.uuid4().hex)
         sys.stdout.write(body.model_dump_json(indent=2) + "\n")
+        if args.plot is not None and body.timeline is not None:
+            from service.cli.plot import plot_timeline
+
+            plot_timeline(body, args.plot)
         return 0
 
     return asyncio.run(once())

@@ -120,10 +120,13 @@ class AudioFeatureExtractor:
         """Decode and featurise; raises MediaError subclasses for bad input."""
         return self.outcome(data, field).result
 
-    def outcome(self, data: bytes | Path, field: str = "audio") -> AudioOutcome:
-        """`extract`, keeping the waveform and the speech segments."""
+    def outcome(
+        self, data: bytes | Path, field: str = "audio", limits: Limits | None = None
+    ) -> AudioOutcome:
+        """`extract`, keeping the waveform and the speech segments. `limits` overrides the
+        extractor's (a timeline's longer media)."""
         t0 = time.perf_counter()
-        decoded = decode_audio(data, self.limits, field)
+        decoded = decode_audio(data, limits or self.limits, field)
         decode_ms = (time.perf_counter() - t0) * 1e3
         if decoded is None:
             absent = ModalityResult.absent(

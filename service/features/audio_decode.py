@@ -78,7 +78,7 @@ def read_bytes(data: bytes | Path, limits: Limits, limit: str, field: str) -> by
         raw = b""
     if size > max_bytes:
         raise MediaTooLargeError(
-            field, f"{size} bytes, over the limit of {max_bytes} bytes", limit=limit
+            field, f"{size} bytes, over the limit of {max_bytes} bytes", limit=limits.setting(limit)
         )
     if size == 0:
         raise InvalidMediaError(field, "empty file (zero bytes)")
@@ -104,7 +104,9 @@ def _check_seconds(seconds: float, limits: Limits, kind: Format, field: str, wha
     limit = float(getattr(limits, name))
     if seconds > limit:
         raise MediaTooLargeError(
-            field, f"{what} {seconds:.1f} s of audio, over the limit of {limit:g} s", limit=name
+            field,
+            f"{what} {seconds:.1f} s of audio, over the limit of {limit:g} s",
+            limit=limits.setting(name),
         )
 
 
@@ -267,7 +269,7 @@ def decode_audio(
         raise MediaTooLargeError(
             field,
             f"{len(raw)} bytes, over the limit of {limits.max_audio_bytes} bytes",
-            limit="max_audio_bytes",
+            limit=limits.setting("max_audio_bytes"),
         )
     if kind in _SOUNDFILE:
         return _decode_soundfile(raw, kind, limits, field)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model.layout import REPO_ENCODERS_DIR
 from model.missing import Modality
@@ -26,6 +26,8 @@ from service.features.audio import AudioFeatureExtractor, AudioOutcome
 from service.features.audio_decode import read_bytes
 from service.features.spec import FeatureSpec
 from service.features.text import TextEncoder
+from service.features.timeline import Progress, TimelineSpec
+from service.features.timeline_features import TimelineFeatures, extract_timeline
 from service.features.types import (
     AbsentReason,
     FeatureBatch,
@@ -35,6 +37,9 @@ from service.features.types import (
     SampleFeatures,
 )
 from service.limits import Limits
+
+if TYPE_CHECKING:  # the video module (cv2) loads only when the spec has video
+    from service.features.video import VideoClip
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +126,11 @@ class FeatureExtractor:
         transcripts: list[Transcript | None] = []
         for sample in samples:
             t0 = time.perf_counter()
-            results, audio = self._audio_video(sample)
+            results, audio, _ = self.audio_video(sample)
             transcripts.append(self._transcript(sample, audio))
             media.append(results)
             media_ms.append((time.perf_counter() - t0) * 1e3)
-        texts = self._texts(samples, transcripts)
+        texts = self.texts(samples, transcripts)
         rows: list[SampleFeatures] = []
         for i, results in enumerate(media):
             row = {Modality.TEXT: texts[i], **results}
@@ -139,6 +144,19 @@ class FeatureExtractor:
             rows.append(SampleFeatures(row, {k: round(v, 3) for k, v in stage.items()}))
         return rows
 
+    def timeline(
+        self,
+        sample: Sample,
+        spec: TimelineSpec,
+        limits: Limits,
+        max_segments: int,
+        progress: Progress | None = None,
+    ) -> TimelineFeatures:
+        """The whole clip's features and each timeline segment's
+        (service.features.timeline_features). Raises MediaError subclasses, and
+        PayloadTooLargeError past `max_segments`."""
+        return extract_timeline(self, sample, spec, limits, max_segments, progress)
+
     def _transcript(self, sample: Sample, audio: AudioOutcome | None) -> Transcript | None:
         """The transcript a sample asked for, when it has speech and no text."""
         if not sample.transcribe or sample.text is not None or self.asr is None:
@@ -147,10 +165,11 @@ class FeatureExtractor:
             return None
         return self.asr.transcribe(audio.decoded.samples, list(audio.segments))
 
-    def _texts(
+    def texts(
         self, samples: Sequence[Sample], transcripts: Sequence[Transcript | None]
     ) -> list[ModalityResult]:
-        """Client texts and accepted transcripts, encoded as one batch."""
+        """The text modality of each sample: its client text, or its accepted transcript,
+        encoded as one batch; absent with the reason otherwise."""
         length, dim = self.spec.shape(Modality.TEXT)
         out: list[ModalityResult] = []
         encode: dict[int, tuple[str, dict[str, Any], dict[str, float]]] = {}
@@ -186,22 +205,25 @@ class FeatureExtractor:
                 out[i] = result
         return out
 
-    def _audio_video(
-        self, sample: Sample
-    ) -> tuple[dict[Modality, ModalityResult], AudioOutcome | None]:
+    def audio_video(
+        self, sample: Sample, limits: Limits | None = None
+    ) -> tuple[dict[Modality, ModalityResult], AudioOutcome | None, VideoClip | None]:
+        """The audio and video of a sample, the audio's waveform and speech segments, and
+        the decoded video per frame (for a timeline). `limits` overrides the extractor's."""
+        limits = limits or self.limits
         la, da = self.spec.shape(Modality.AUDIO)
         lv, dv = self.spec.shape(Modality.VIDEO)
         video_bytes: bytes | None = None
+        clip: VideoClip | None = None
         if sample.video is not None:
             t0 = time.perf_counter()
-            video_bytes = read_bytes(
-                _as_media(sample.video), self.limits, "max_video_bytes", "video"
-            )
+            video_bytes = read_bytes(_as_media(sample.video), limits, "max_video_bytes", "video")
             read_ms = (time.perf_counter() - t0) * 1e3
             if self.video is None:
                 video = ModalityResult.absent(Modality.VIDEO, lv, dv, AbsentReason.UNAVAILABLE)
             else:
-                video = self.video.extract(video_bytes)
+                clip = self.video.observe(video_bytes, limits)
+                video = clip.result()
             # Stage names share one dict per sample: prefix the video's own ("decode", ...).
             video.timings_ms = {
                 "video_read": read_ms,
@@ -215,17 +237,17 @@ class FeatureExtractor:
 
         outcome: AudioOutcome | None = None
         if sample.audio is not None:
-            outcome = self.audio.outcome(_as_media(sample.audio), field="audio")
+            outcome = self.audio.outcome(_as_media(sample.audio), "audio", limits)
             outcome.result.details["source"] = "audio"
         elif video_bytes is not None:
-            outcome = self.audio.outcome(video_bytes, field="video")
+            outcome = self.audio.outcome(video_bytes, "video", limits)
             outcome.result.details["source"] = "video"
         audio = (
             outcome.result
             if outcome is not None
             else ModalityResult.absent(Modality.AUDIO, la, da, AbsentReason.NOT_SENT)
         )
-        return {Modality.AUDIO: audio, Modality.VIDEO: video}, outcome
+        return {Modality.AUDIO: audio, Modality.VIDEO: video}, outcome, clip
 
 
 @functools.lru_cache(maxsize=4)

@@ -153,7 +153,7 @@ class TextEncoder:
                 field,
                 f"{len(text)} characters, over the limit of {self.limits.max_text_chars}; "
                 "send a shorter text",
-                limit="max_text_chars",
+                limit=self.limits.setting("max_text_chars"),
             )
         return bool(text.strip())
 

@@ -37,6 +37,7 @@ class AbsentReason(StrEnum):
     NO_FACE = "no_face"  # too few sampled frames with a face (video)
     UNAVAILABLE = "extractor_unavailable"  # this build has no extractor for the modality
     NOT_TRAINED_FOR_PACK = "not_trained_for_pack"  # the service: the pack never learnt it
+    UNTIMED = "untimed"  # a timeline segment: the client's text is the whole clip's, untimed
 
 
 @dataclass(frozen=True)

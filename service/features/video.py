@@ -95,6 +95,81 @@ class _Observations:
     crops: list[np.ndarray] = field(default_factory=list)  # (64, 64) uint8, one per face
 
 
+@dataclass(frozen=True)
+class VideoClip:
+    """One decoded video, per sampled frame: its time, face box, crop and expression
+    scores. `result()` pools all of it; `result(start, end)` the frames in a time range
+    (a timeline segment)."""
+
+    spec: VideoSpec
+    header: VideoHeader
+    stats: DecodeStats
+    obs: _Observations
+    scores: np.ndarray  # (F, 7): one row per face crop, in frame order
+    timings_ms: dict[str, float]
+
+    @property
+    def duration_s(self) -> float:
+        return self.stats.decoded_frames / self.header.fps
+
+    def result(self, start: float | None = None, end: float | None = None) -> ModalityResult:
+        """The video modality over `[start, end)` seconds (all of it by default)."""
+        t0 = time.perf_counter()
+        obs, scores = self.obs, self.scores
+        duration_s = self.duration_s
+        if start is not None or end is not None:
+            start, end = start or 0.0, duration_s if end is None else min(end, duration_s)
+            obs, scores = self._between(start, end)
+            duration_s = max(end - start, 0.0)
+        frames = describe_frames(obs, scores, self.header.width, self.header.height)  # (N, Dv)
+        n, faces = len(frames), int(sum(b is not None for b in obs.boxes))
+        header, stats = self.header, self.stats
+        details: dict[str, Any] = {
+            "frames": n,
+            "faces": faces,
+            "duration_s": round(duration_s, 3),
+            "fps": round(header.fps, 3),
+            "sample_fps": round(min(self.spec.fps, header.fps), 3),
+            "width": header.width,
+            "height": header.height,
+            "container": header.container.value,
+            "codec": header.codec,
+            "decoded_frames": stats.decoded_frames,
+            "header_frames": header.frame_count,
+        }
+        timings = dict(self.timings_ms)
+        L = self.spec.length
+        if faces < self.spec.min_face_fraction * n or faces == 0:
+            timings["pool"] = (time.perf_counter() - t0) * 1e3
+            details["message"] = (
+                f"a face was found in {faces} of {n} sampled frames; "
+                f"at least {self.spec.min_face_fraction:.0%} are needed"
+            )
+            return ModalityResult.absent(
+                Modality.VIDEO, L, VIDEO_DIM, AbsentReason.NO_FACE, details, timings
+            )
+        features, mask = pool_face_windows(frames, L)
+        details["expression_mean"] = {
+            e: round(float(v), 4) for e, v in zip(EXPRESSIONS, scores.mean(axis=0), strict=True)
+        }
+        timings["pool"] = (time.perf_counter() - t0) * 1e3
+        return ModalityResult.of(Modality.VIDEO, features, mask, details, timings)
+
+    def _between(self, start: float, end: float) -> tuple[_Observations, np.ndarray]:
+        """The sampled frames in `[start, end)` and their faces' scores."""
+        keep = [start <= t < end for t in self.obs.times]
+        face_rows = np.cumsum([b is not None for b in self.obs.boxes]) - 1  # row in scores
+        rows = [
+            int(face_rows[i]) for i, k in enumerate(keep) if k and self.obs.boxes[i] is not None
+        ]
+        obs = _Observations(
+            times=[t for t, k in zip(self.obs.times, keep, strict=True) if k],
+            boxes=[b for b, k in zip(self.obs.boxes, keep, strict=True) if k],
+            crops=[self.obs.crops[r] for r in rows],
+        )
+        return obs, self.scores[rows] if rows else self.scores[:0]
+
+
 class VideoFeatureExtractor:
     """Raw video -> `ModalityResult` `(Lv, Dv)`. Thread-safe: per-call state only."""
 
@@ -120,11 +195,18 @@ class VideoFeatureExtractor:
         FaceTracker(self.detector_config).detect(np.zeros((120, 160), np.uint8))
         self.expression.predict(np.zeros((1, 64, 64), np.uint8))
 
-    def extract(self, data: bytes | Path) -> ModalityResult:
+    def extract(self, data: bytes | Path, limits: Limits | None = None) -> ModalityResult:
         """Features of one video file (bytes or path). Raises MediaError subclasses."""
+        return self.observe(data, limits).result()
+
+    def observe(self, data: bytes | Path, limits: Limits | None = None) -> VideoClip:
+        """Decode, find the faces and score their expressions: everything per frame that
+        any time range's features need (`VideoClip.result`). `limits` overrides the
+        extractor's (a timeline's longer media). Raises MediaError subclasses."""
+        limits = limits or self.limits
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        with media_file(data, self.limits) as (path, container, size):
+        with media_file(data, limits) as (path, container, size):
             cap = video_decode.open_capture(path)  # looked up at call time: tests wrap it
             try:
                 if not cap.isOpened():
@@ -132,9 +214,9 @@ class VideoFeatureExtractor:
                         FIELD, f"could not open the {container.value} file: corrupt or truncated"
                     )
                 header = read_header(cap, container, size)
-                check_header(header, self.limits)
+                check_header(header, limits)
                 stats = DecodeStats()
-                obs, detect_s = self._observe(cap, header, stats)
+                obs, detect_s = self._observe(cap, header, limits, stats)
             finally:
                 cap.release()
         timings["face_detect"] = detect_s * 1e3
@@ -146,47 +228,15 @@ class VideoFeatureExtractor:
             np.stack(obs.crops) if obs.crops else np.zeros((0, 64, 64), np.uint8)
         )
         timings["expression"] = (time.perf_counter() - t1) * 1e3
-
-        t2 = time.perf_counter()
-        frames = describe_frames(obs, scores, header.width, header.height)  # (N, Dv)
-        n, faces = len(frames), int(sum(b is not None for b in obs.boxes))
-        details: dict[str, Any] = {
-            "frames": n,
-            "faces": faces,
-            "duration_s": round(stats.decoded_frames / header.fps, 3),
-            "fps": round(header.fps, 3),
-            "sample_fps": round(min(self.spec.fps, header.fps), 3),
-            "width": header.width,
-            "height": header.height,
-            "container": header.container.value,
-            "codec": header.codec,
-            "decoded_frames": stats.decoded_frames,
-            "header_frames": header.frame_count,
-        }
-        L = self.spec.length
-        if faces < self.spec.min_face_fraction * n or faces == 0:
-            timings["pool"] = (time.perf_counter() - t2) * 1e3
-            details["message"] = (
-                f"a face was found in {faces} of {n} sampled frames; "
-                f"at least {self.spec.min_face_fraction:.0%} are needed"
-            )
-            return ModalityResult.absent(
-                Modality.VIDEO, L, VIDEO_DIM, AbsentReason.NO_FACE, details, timings
-            )
-        features, mask = pool_face_windows(frames, L)
-        details["expression_mean"] = {
-            e: round(float(v), 4) for e, v in zip(EXPRESSIONS, scores.mean(axis=0), strict=True)
-        }
-        timings["pool"] = (time.perf_counter() - t2) * 1e3
-        return ModalityResult.of(Modality.VIDEO, features, mask, details, timings)
+        return VideoClip(self.spec, header, stats, obs, scores, timings)
 
     def _observe(
-        self, cap: video_decode.Capture, header: VideoHeader, stats: DecodeStats
+        self, cap: video_decode.Capture, header: VideoHeader, limits: Limits, stats: DecodeStats
     ) -> tuple[_Observations, float]:
         tracker = FaceTracker(self.detector_config)
         obs = _Observations()
         detect_s = 0.0
-        for t, frame in sample_frames(cap, header, self.limits, self.spec.fps, stats):
+        for t, frame in sample_frames(cap, header, limits, self.spec.fps, stats):
             ts = time.perf_counter()
             gray = _to_gray(frame)
             box = tracker.detect(gray)

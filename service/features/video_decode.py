@@ -112,7 +112,7 @@ def _check_bytes(size: int, limits: Limits) -> None:
         raise MediaTooLargeError(
             FIELD,
             f"{size} bytes is over the limit of {limits.max_video_bytes} bytes",
-            limit="max_video_bytes",
+            limit=limits.setting("max_video_bytes"),
         )
 
 
@@ -139,19 +139,19 @@ def check_header(header: VideoHeader, limits: Limits) -> None:
             FIELD,
             f"{header.width}x{header.height} ({pixels / 1e6:.1f} MP per frame) is over the "
             f"limit of {limits.max_video_pixels / 1e6:.1f} MP; downscale the video first",
-            limit="max_video_pixels",
+            limit=limits.setting("max_video_pixels"),
         )
     if header.frame_count > limits.max_video_frames:
         raise MediaTooLargeError(
             FIELD,
             f"{header.frame_count} frames is over the limit of {limits.max_video_frames}",
-            limit="max_video_frames",
+            limit=limits.setting("max_video_frames"),
         )
     if header.frame_count > 0 and header.duration_s > limits.max_video_seconds:
         raise MediaTooLargeError(
             FIELD,
             f"{header.duration_s:.1f} s is over the limit of {limits.max_video_seconds:g} s",
-            limit="max_video_seconds",
+            limit=limits.setting("max_video_seconds"),
         )
 
 
@@ -178,14 +178,14 @@ def sample_frames(
                 FIELD,
                 f"stopped decoding after {limits.max_video_frames} frames (the limit); "
                 f"the header said {header.frame_count}",
-                limit="max_video_frames",
+                limit=limits.setting("max_video_frames"),
             )
         if t > limits.max_video_seconds:
             raise MediaTooLargeError(
                 FIELD,
                 f"stopped decoding at {t:.1f} s, over the limit of "
                 f"{limits.max_video_seconds:g} s; the header said {header.duration_s:.1f} s",
-                limit="max_video_seconds",
+                limit=limits.setting("max_video_seconds"),
             )
         slot = math.floor((index - 1) * step + 1e-9)
         if slot == last_slot:
@@ -198,7 +198,7 @@ def sample_frames(
             raise MediaTooLargeError(
                 FIELD,
                 f"decoded frames are {frame.shape[1]}x{frame.shape[0]}, over the limit",
-                limit="max_video_pixels",
+                limit=limits.setting("max_video_pixels"),
             )
         stats.sampled_frames += 1
         yield t, frame

@@ -35,7 +35,7 @@ class BodyKind(StrEnum):
     FORM = "application/x-www-form-urlencoded"  # text and pack only (curl -d text=...)
 
 
-FORM_FIELDS = ("text", "audio", "video", "pack", "transcribe")
+FORM_FIELDS = ("text", "audio", "video", "pack", "transcribe", "timeline")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
@@ -73,8 +73,8 @@ def body_kind(request: Request) -> BodyKind:
             return kind
     raise UnsupportedMediaTypeError(
         f"content type {ctype or 'none'!r} is not accepted: send multipart/form-data "
-        "(fields text, audio, video, pack, transcribe) or application/json "
-        '({"text", "audio_b64", "video_b64", "pack", "transcribe"})'
+        "(fields text, audio, video, pack, transcribe, timeline) or application/json "
+        '({"text", "audio_b64", "video_b64", "pack", "transcribe", "timeline"})'
     )
 
 
@@ -129,7 +129,10 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
     # Plain fields (text, pack) are capped in memory at a size well above the text limit;
     # file parts spool to disk and are size-checked before they are read.
     form = await read_form(
-        request, max_files=2, max_fields=5, max_part_size=8 * settings.max_text_chars
+        request,
+        max_files=2,
+        max_fields=len(FORM_FIELDS),
+        max_part_size=8 * settings.max_text_chars,
     )
     try:
         unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
@@ -151,8 +154,12 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
             audio=None if audio is None else await _file_bytes(settings, "audio", audio),
             video=None if video is None else await _file_bytes(settings, "video", video),
         )
-        transcribe = _flag("transcribe", form.get("transcribe"))
-        return PredictRequest(sample, pack=_pack_name(pack), transcribe=transcribe)
+        return PredictRequest(
+            sample,
+            pack=_pack_name(pack),
+            transcribe=_flag("transcribe", form.get("transcribe")),
+            timeline=bool(_flag("timeline", form.get("timeline"))),
+        )
     finally:
         await form.close()
 
@@ -191,7 +198,12 @@ async def from_json(request: Request, settings: Settings) -> PredictRequest:
         audio=_b64(settings, "audio", parsed.audio_b64),
         video=_b64(settings, "video", parsed.video_b64),
     )
-    return PredictRequest(sample, pack=_pack_name(parsed.pack), transcribe=parsed.transcribe)
+    return PredictRequest(
+        sample,
+        pack=_pack_name(parsed.pack),
+        transcribe=parsed.transcribe,
+        timeline=bool(parsed.timeline),
+    )
 
 
 async def read_predict_request(request: Request, settings: Settings) -> PredictRequest:

@@ -7,9 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.layout import PACK_NAME_PATTERN
+from model.missing import MissingType, Modality
 from service.features.types import AbsentReason
 from service.runtime.packs import LoadedPack
-from service.runtime.types import Prediction
+from service.runtime.types import Prediction, SegmentPrediction, Timeline
 
 # ---------------------------------------------------------------- requests
 
@@ -45,6 +46,11 @@ class PredictJsonRequest(BaseModel):
         description="without text: use the transcript of the speech as the text (true), "
         "or never (false); unset: as MPLMM_ASR says (auto: when the pack reads text)",
     )
+    timeline: bool | None = Field(
+        default=None,
+        description="true: also one answer per speech segment (or video window), in "
+        "`timeline`; media up to MPLMM_TIMELINE_MAX_SECONDS",
+    )
 
 
 class PredictMultipartRequest(BaseModel):
@@ -66,6 +72,11 @@ class PredictMultipartRequest(BaseModel):
         default=None,
         description="true or false: transcribe the speech into the text modality when no "
         "text is sent; unset: as MPLMM_ASR says",
+    )
+    timeline: bool | None = Field(
+        default=None,
+        description="true: also one answer per speech segment (or video window), in "
+        "`timeline`; media up to MPLMM_TIMELINE_MAX_SECONDS",
     )
 
 
@@ -111,6 +122,36 @@ class ModalitiesOut(BaseModel):
     video: ModalityOut
 
 
+class SegmentModalityOut(BaseModel):
+    present: bool
+    reason: str | None = None
+
+
+class SegmentOut(BaseModel):
+    """One timeline segment. `label` is null when nothing in the segment is usable (a
+    video window without a face, say); its modalities' reasons say why."""
+
+    start_s: float | None = Field(description="null for a request with text alone")
+    end_s: float | None
+    label: str | None
+    scores: dict[str, float] | None = None
+    score: float | None = None
+    answered_by: str | None = None
+    missing_type: MissingTypeOut | None
+    modalities: dict[str, SegmentModalityOut]
+    text: str | None = Field(
+        default=None, description="the words transcribed in this segment, when any"
+    )
+
+
+class TimelineOut(BaseModel):
+    segments: list[SegmentOut]
+    duration_s: float | None = Field(description="of the media; null for text alone")
+    reason: str | None = Field(
+        default=None, description="why there are no segments: silent, no_speech, no_face, ..."
+    )
+
+
 class PredictResponse(BaseModel):
     """One prediction and everything that went into it."""
 
@@ -143,8 +184,11 @@ class PredictResponse(BaseModel):
         }
     )
 
-    label: str
-    answered_by: str = Field(
+    label: str | None = Field(
+        description="null only for a timeline whose media holds nothing usable "
+        "(timeline.reason says why)"
+    )
+    answered_by: str | None = Field(
         description="pack: the pack through the backbone; face_expression: a face-only "
         "request to a pack never trained on video, answered by the face-expression model "
         "through the pack's face_expression_map",
@@ -155,13 +199,16 @@ class PredictResponse(BaseModel):
     )
     score: float | None = Field(default=None, description="regression: the predicted value")
     pack: PackRef
-    missing_type: MissingTypeOut
+    missing_type: MissingTypeOut | None
     modalities: ModalitiesOut
     timings_ms: dict[str, float]
     batch_size: int = Field(
         ge=0, description="rows in the onnxruntime call that answered; 0 when none was made"
     )
     request_id: str
+    timeline: TimelineOut | None = Field(
+        default=None, description="with timeline=true: one answer per segment, in time order"
+    )
 
 
 class PackInfo(BaseModel):
@@ -223,27 +270,60 @@ class ReadyResponse(BaseModel):
     )
 
 
+def _missing_type_out(kind: MissingType | None) -> MissingTypeOut | None:
+    if kind is None:
+        return None
+    return MissingTypeOut(id=int(kind), name=kind.name, present=[m.value for m in kind.present])
+
+
+def _segment_out(seg: SegmentPrediction) -> SegmentOut:
+    text = seg.modalities[Modality.TEXT]
+    said = text.details.get("transcript") if text.details.get("source") == "asr" else None
+    return SegmentOut(
+        start_s=seg.start_s,
+        end_s=seg.end_s,
+        label=seg.answer.label if seg.answer else None,
+        scores=seg.answer.scores if seg.answer else None,
+        score=seg.answer.score if seg.answer else None,
+        answered_by=seg.answered_by.value if seg.answered_by else None,
+        missing_type=_missing_type_out(seg.missing_type),
+        modalities={
+            m.value: SegmentModalityOut(present=r.present, reason=r.reason)
+            for m, r in seg.modalities.items()
+        },
+        text=said or None,
+    )
+
+
+def _timeline_out(timeline: Timeline | None) -> TimelineOut | None:
+    if timeline is None:
+        return None
+    return TimelineOut(
+        segments=[_segment_out(s) for s in timeline.segments],
+        duration_s=timeline.duration_s,
+        reason=timeline.reason,
+    )
+
+
 def prediction_response(pred: Prediction, request_id: str) -> PredictResponse:
     """The /predict body of a Prediction (also what `mplmm predict` prints)."""
     mods = {
         m.value: ModalityOut(present=r.present, reason=r.reason, details=dict(r.details))
         for m, r in pred.modalities.items()
     }
+    answer = pred.answer
     return PredictResponse(
-        label=pred.answer.label,
-        answered_by=pred.answered_by.value,
-        scores=pred.answer.scores,
-        score=pred.answer.score,
+        label=answer.label if answer else None,
+        answered_by=pred.answered_by.value if pred.answered_by else None,
+        scores=answer.scores if answer else None,
+        score=answer.score if answer else None,
         pack=PackRef(name=pred.pack_name, version=pred.pack_version),
-        missing_type=MissingTypeOut(
-            id=int(pred.missing_type),
-            name=pred.missing_type.name,
-            present=[m.value for m in pred.missing_type.present],
-        ),
+        missing_type=_missing_type_out(pred.missing_type),
         modalities=ModalitiesOut(**mods),
         timings_ms=pred.timings_ms,
         batch_size=pred.batch_size,
         request_id=request_id,
+        timeline=_timeline_out(pred.timeline),
     )
 
 

@@ -15,9 +15,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -29,7 +29,9 @@ from service.errors import (
     RequestTimeoutError,
     ServiceError,
 )
+from service.features.timeline import Progress, TimelineSpec
 from service.features.types import Sample, SampleFeatures
+from service.limits import Limits
 from service.metrics import ServiceMetrics, Stage
 from service.runtime import policy
 from service.runtime.admission import Admission, Ticket
@@ -37,8 +39,18 @@ from service.runtime.batcher import DynamicBatcher
 from service.runtime.packs import LoadedPack
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
-from service.runtime.types import Answer, AnsweredBy, Prediction, PredictRequest
+from service.runtime.types import (
+    Answer,
+    AnsweredBy,
+    Prediction,
+    PredictRequest,
+    SegmentPrediction,
+    Timeline,
+)
 from service.settings import AsrMode
+
+if TYPE_CHECKING:  # the extractor's modules load models: the runtime imports them lazily
+    from service.features.timeline_features import TimelineFeatures
 
 Parse = Callable[[], Awaitable[PredictRequest]]
 
@@ -47,6 +59,34 @@ class Extractor(Protocol):
     """What the pipeline needs from `service.features.extractor.FeatureExtractor`."""
 
     def extract_many(self, samples: Sequence[Sample]) -> list[SampleFeatures]: ...
+
+    def timeline(
+        self,
+        sample: Sample,
+        spec: TimelineSpec,
+        limits: Limits,
+        max_segments: int,
+        progress: Progress | None = None,
+    ) -> TimelineFeatures: ...
+
+
+@dataclass(frozen=True)
+class TimelineOptions:
+    """How timelines are cut, and the limits of a synchronous one."""
+
+    spec: TimelineSpec = field(default_factory=TimelineSpec)
+    limits: Limits = field(default_factory=Limits)
+    max_segments: int = 1000
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A row after the pack's say: the row it reads, the face-expression answer when
+    that answers, and the missing type (None: nothing in the row is usable)."""
+
+    row: SampleFeatures
+    face: Answer | None
+    missing_type: MissingType | None
 
 
 class _TextGroup(Enum):
@@ -77,6 +117,7 @@ class InferencePipeline:
         request_timeout_s: float,
         extract_workers: int,
         asr_mode: AsrMode = AsrMode.AUTO,
+        timeline: TimelineOptions | None = None,
     ) -> None:
         self.session = session
         self.registry = registry
@@ -84,6 +125,7 @@ class InferencePipeline:
         self.metrics = metrics
         self.request_timeout_s = request_timeout_s
         self.asr_mode = asr_mode
+        self.timeline = timeline or TimelineOptions()
         self.admission = Admission(max_queue, max_inflight_bytes, metrics.queue_depth.set)
         self._pool = ThreadPoolExecutor(extract_workers, thread_name_prefix="mplmm-extract")
         self.batcher: DynamicBatcher[LoadedPack, SampleFeatures, np.ndarray] = DynamicBatcher(
@@ -136,7 +178,10 @@ class InferencePipeline:
                         raise NoUsableModalityError(
                             "no modality sent: send at least one of text, audio or video"
                         )
-                    pred = await self._admitted(req, pack, ticket)
+                    if req.timeline:
+                        pred = await self._timeline(req, pack, self.timeline.limits, ticket)
+                    else:
+                        pred = await self._admitted(req, pack, ticket)
         except TimeoutError as exc:
             self.metrics.count_request(pack_label, "none", RequestTimeoutError.http_status)
             raise RequestTimeoutError(
@@ -153,7 +198,23 @@ class InferencePipeline:
         timings[Stage.TOTAL.value] = _ms_since(start)
         for stage in Stage:
             self.metrics.latency.labels(stage=stage.value).observe(timings[stage.value] / 1e3)
-        self.metrics.count_request(pack.name, pred.missing_type.name, 200)
+        kind = pred.missing_type.name if pred.missing_type is not None else "none"
+        self.metrics.count_request(pack.name, kind, 200)
+        return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
+
+    async def run_job(
+        self, req: PredictRequest, limits: Limits, progress: Progress | None = None
+    ) -> Prediction:
+        """A job's request: a timeline under the jobs' own limits, outside admission
+        (jobs have their own bounds), on the same extraction pool and batcher."""
+        start = time.perf_counter()
+        pack = self.registry.get(req.pack)
+        if not any(req.sample.sent(m) for m in MODALITIES):
+            raise NoUsableModalityError(
+                "no modality sent: send at least one of text, audio or video"
+            )
+        pred = await self._timeline(req, pack, limits, None, progress)
+        timings = {**pred.timings_ms, Stage.TOTAL.value: _ms_since(start)}
         return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
 
     async def _admitted(self, req: PredictRequest, pack: LoadedPack, ticket: Ticket) -> Prediction:
@@ -168,18 +229,21 @@ class InferencePipeline:
         for key, ms in features.timings_ms.items():
             timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
 
-        row = policy.apply_pack(sent, features, pack.modalities)
-        video = features[Modality.VIDEO]
-        face = policy.face_answer(row, video, pack.task, pack.labels, pack.expression_map)
-        if face is not None:  # nothing the pack reads, but a face: its expressions answer
-            row = row.with_results({Modality.VIDEO: video})
-            self._count_dropped(row)
+        decision = self._decide(sent, pack, features)
+        self._count_dropped(decision.row)
+        if decision.face is not None:  # nothing the pack reads, but a face: it answers
             ticket.queued_for_backbone()  # this request will never reach the batcher
             timings[Stage.QUEUE.value] = timings[Stage.INFER.value] = 0.0
             return self._prediction(
-                face, AnsweredBy.FACE_EXPRESSION, pack, row, MissingType.VIDEO_ONLY, timings, 0
+                decision.face,
+                AnsweredBy.FACE_EXPRESSION,
+                pack,
+                decision.row,
+                MissingType.VIDEO_ONLY,
+                timings,
+                0,
             )
-        self._count_dropped(row)
+        row = decision.row
         missing_type = policy.missing_type_of(row, pack.name, pack.modalities)  # or 422
 
         ticket.queued_for_backbone()
@@ -190,6 +254,87 @@ class InferencePipeline:
         return self._prediction(
             answer, AnsweredBy.PACK, pack, row, missing_type, timings, out.batch_size
         )
+
+    async def _timeline(
+        self,
+        req: PredictRequest,
+        pack: LoadedPack,
+        limits: Limits,
+        ticket: Ticket | None,
+        progress: Progress | None = None,
+    ) -> Prediction:
+        """The whole clip's answer and one per segment; all the rows that need the
+        backbone are queued at once, so they share as few calls as the batch size
+        allows."""
+        t = time.perf_counter()
+        sent = req.sample
+        transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
+        to_extract = policy.inputs_to_extract(
+            sent, pack.modalities, pack.expression_map is not None, transcribe
+        )
+        opts = self.timeline
+        if ticket is not None:
+            ticket.extracting()
+        work = self._pool.submit(
+            self.extractor.timeline, to_extract, opts.spec, limits, opts.max_segments, progress
+        )
+        if ticket is not None:
+            ticket.hold_until(work)
+        features = await asyncio.wrap_future(work)
+        self._count_transcription(features.whole)
+        timings = {Stage.EXTRACT.value: _ms_since(t)}
+        for key, ms in features.whole.timings_ms.items():
+            timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
+
+        if ticket is not None:
+            ticket.queued_for_backbone()
+        rows = [features.whole, *(s.row for s in features.segments)]
+        decisions = [self._decide(sent, pack, row) for row in rows]
+        self._count_dropped(decisions[0].row)
+        todo = [i for i, d in enumerate(decisions) if d.face is None and d.missing_type]
+        outs = await asyncio.gather(*(self.batcher.submit(pack, decisions[i].row) for i in todo))
+        answers: list[tuple[Answer | None, AnsweredBy | None]] = [
+            (d.face, AnsweredBy.FACE_EXPRESSION if d.face else None) for d in decisions
+        ]
+        for i, out in zip(todo, outs, strict=True):
+            answers[i] = (policy.decode_output(pack.task, pack.labels, out.output), AnsweredBy.PACK)
+        timings[Stage.QUEUE.value] = max((o.queue_ms for o in outs), default=0.0)
+        timings[Stage.INFER.value] = max((o.infer_ms for o in outs), default=0.0)
+
+        segments = [
+            SegmentPrediction(
+                start_s=seg.start_s,
+                end_s=seg.end_s,
+                answer=answers[i][0],
+                answered_by=answers[i][1],
+                missing_type=decisions[i].missing_type,
+                modalities=decisions[i].row.results,
+            )
+            for i, seg in enumerate(features.segments, start=1)
+        ]
+        whole, (answer, answered_by) = decisions[0], answers[0]
+        return Prediction(
+            answer=answer,
+            answered_by=answered_by,
+            pack_name=pack.name,
+            pack_version=pack.version,
+            missing_type=whole.missing_type,
+            modalities=whole.row.results,
+            timings_ms=timings,
+            batch_size=max((o.batch_size for o in outs), default=0),
+            timeline=Timeline(segments, features.duration_s, features.reason),
+        )
+
+    def _decide(self, sent: Sample, pack: LoadedPack, features: SampleFeatures) -> _Decision:
+        """The pack's say on one extracted row: what it reads, and who answers it."""
+        row = policy.apply_pack(sent, features, pack.modalities)
+        video = features[Modality.VIDEO]
+        face = policy.face_answer(row, video, pack.task, pack.labels, pack.expression_map)
+        if face is not None:  # the expressions answer: the face is what was used
+            face_row = row.with_results({Modality.VIDEO: video})
+            return _Decision(face_row, face, MissingType.VIDEO_ONLY)
+        usable = row.missing_type if any(row.presence) else None
+        return _Decision(row, None, usable)
 
     @staticmethod
     def _prediction(

@@ -16,10 +16,11 @@ from service.errors import NotReadyError, ServiceError, ShuttingDownError
 from service.metrics import ServiceMetrics
 from service.runtime.packdir import PackDir
 from service.runtime.packs import Backbone, LoadedPack, PackLoader
-from service.runtime.pipeline import Extractor, InferencePipeline, Parse
+from service.features.timeline import Progress, TimelineSpec
+from service.runtime.pipeline import Extractor, InferencePipeline, Parse, TimelineOptions
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
-from service.runtime.types import Prediction
+from service.runtime.types import Prediction, PredictRequest
 from service.settings import AsrMode, ExecutionProvider, Settings
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,16 @@ class ServiceRuntime:
             request_timeout_s=s.request_timeout_s,
             extract_workers=s.extract_workers,
             asr_mode=s.asr,
+            timeline=TimelineOptions(
+                spec=TimelineSpec(
+                    min_segment_s=s.timeline_min_segment_s,
+                    max_segment_s=s.timeline_max_segment_s,
+                    merge_gap_s=s.timeline_merge_gap_s,
+                    window_s=s.timeline_window_s,
+                ),
+                limits=s.timeline_limits,
+                max_segments=s.timeline_max_segments,
+            ),
         )
         self.pipeline.start()
         if s.pack_watch_interval_s > 0:
@@ -304,3 +315,7 @@ class ServiceRuntime:
             self.metrics.count_request("unknown", "none", exc.http_status)
             raise
         return await pipeline.predict(parse, nbytes)
+
+    async def run_job(self, req: PredictRequest, progress: Progress | None = None) -> Prediction:
+        """A job's timeline (`InferencePipeline.run_job`) under the jobs' limits."""
+        return await self.ready_pipeline().run_job(req, self.settings.job_limits, progress)

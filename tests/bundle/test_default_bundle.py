@@ -216,7 +216,9 @@ def test_spoken_words_are_heard(client: TestClient, pack: str, want: str) -> Non
     r = client.post("/predict", data={"pack": pack}, files=files)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["modalities"]["text"]["details"]["transcript"] == "I am so angry right now."
+    # Whisper writes "I am" or "I'm" depending on espeak-ng's build: the words are the same.
+    heard = body["modalities"]["text"]["details"]["transcript"].replace("I'm", "I am")
+    assert heard == "I am so angry right now."
     assert body["label"] == want
     voice = client.post("/predict", data={"pack": pack, "transcribe": "false"}, files=files)
     assert voice.json()["missing_type"]["name"] == "AUDIO_ONLY"

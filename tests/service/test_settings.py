@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.limits import Limits
+from service.limits import LIMIT_FIELDS, Limits
 from service.settings import (
     DEFAULT_BUNDLE_DIR,
     ExecutionProvider,
@@ -57,10 +57,11 @@ def test_limits_follow_the_settings() -> None:
 def test_every_limit_is_a_setting_with_the_same_default() -> None:
     # One definition: the extractors' Limits; each field is a setting of the same name.
     defaults, settings = Limits(), Settings.from_env({})
-    for f in fields(Limits):
-        assert f.name in Settings.model_fields, f.name
-        assert getattr(settings, f.name) == getattr(defaults, f.name), f.name
+    for name in LIMIT_FIELDS:
+        assert name in Settings.model_fields, name
+        assert getattr(settings, name) == getattr(defaults, name), name
     assert settings.limits == defaults
+    assert {f.name for f in fields(Limits)} == {*LIMIT_FIELDS, "renamed"}
 
 
 def test_packs_dir_falls_back_to_home_without_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
