@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     QUEUE_FULL = "queue_full"
+    JOBS_FULL = "jobs_full"
+    JOBS_UNAVAILABLE = "jobs_unavailable"
+    UNKNOWN_JOB = "unknown_job"
     NOT_READY = "not_ready"
     SHUTTING_DOWN = "shutting_down"
     TIMEOUT = "timeout"
@@ -183,6 +186,19 @@ class RetryLaterError(ServiceError, status=503):
 
 class QueueFullError(RetryLaterError, code=ErrorCode.QUEUE_FULL):
     """More than MPLMM_MAX_QUEUE requests are admitted."""
+
+
+class JobsFullError(RetryLaterError, code=ErrorCode.JOBS_FULL):
+    """MPLMM_MAX_JOBS jobs are queued or running, or their media would pass
+    MPLMM_JOBS_MAX_BYTES."""
+
+
+class JobsUnavailableError(RetryLaterError, code=ErrorCode.JOBS_UNAVAILABLE):
+    """The jobs backend (Redis) cannot be reached."""
+
+
+class UnknownJobError(ServiceError, status=404, code=ErrorCode.UNKNOWN_JOB):
+    """No job with that id: never submitted, or its result expired (MPLMM_JOB_TTL_S)."""
 
 
 class NotReadyError(RetryLaterError, code=ErrorCode.NOT_READY):

@@ -84,6 +84,22 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.jobs = Counter(
+            "jobs_total",
+            "Jobs by outcome: submitted, succeeded, failed, cancelled, requeued (a replica "
+            "stopped while running it), lost.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.jobs_running = Gauge(
+            "jobs_running", "Jobs this process is running now.", registry=self.registry
+        )
+        self.job_seconds = Histogram(
+            "job_seconds",
+            "Run time of a job, from claim to finish.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
 
     def count_request(self, pack: str, missing_type: str, status: int) -> None:
         """One finished /predict request. `pack` is a loaded pack's name or "unknown",

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(default=1, ge=1, description="jobs running at once")
     job_ttl_s: float = Field(default=3600.0, gt=0, description="a finished job's result kept")
     job_timeout_s: float = Field(default=3600.0, gt=0)
+    job_heartbeat_s: float = Field(
+        default=30.0, gt=0, description="a running job without a heartbeat this long is lost"
+    )
     jobs_backend: JobsBackend = JobsBackend.MEMORY
     redis_url: str | None = Field(default=None, description="redis://host:6379/0 (jobs)")
     max_pack_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="PUT /packs part")
@@ -140,6 +143,14 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and data.get("admin_token") == "":
             data = {**data, "admin_token": None}
         return data
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> Settings:
+        if self.jobs_backend is JobsBackend.REDIS and not self.redis_url:
+            raise ValueError("MPLMM_JOBS_BACKEND=redis needs MPLMM_REDIS_URL (redis://host:6379/0)")
+        if self.timeline_min_segment_s > self.timeline_max_segment_s:
+            raise ValueError("MPLMM_TIMELINE_MIN_SEGMENT_S is over MPLMM_TIMELINE_MAX_SEGMENT_S")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -158,7 +158,7 @@ class Transcriber:
             for part in parts:  # the generator decodes here, one 30 s window at a time
                 decoded.append(part)
                 if on_progress is not None:
-                    on_progress(min(part.end / heard_s, 1.0))
+                    on_progress(min(float(part.end) / heard_s, 1.0))
             parts = decoded
             t2 = time.perf_counter()
         text = "".join(p.text for p in parts).strip()

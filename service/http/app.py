@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimit, BodyLimitMiddleware, RequestContextMiddleware
 from service.http.routers import health, metrics, packs, predict
+from service.http.routers import jobs as jobs_router
+from service.http.schemas import prediction_response
 from service.metrics import ServiceMetrics
+from service.runtime.job_service import JobService
 from service.runtime.runtime import ServiceRuntime
+from service.runtime.types import Prediction
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -23,6 +28,11 @@ Sentiment and emotion from any subset of text, audio and video (MPLMM, ACL 2024)
 frozen multimodal backbone plus hot-swappable prompt packs, one per domain, that handle
 every missing-modality case. Every error is `{"error": {"code", "message"}}`.
 """
+
+
+def _render(pred: Prediction, job_id: str) -> dict[str, Any]:
+    """A job's result: the /predict body, its request id the job's."""
+    return prediction_response(pred, job_id).model_dump(mode="json")
 
 
 def create_app(
@@ -35,11 +45,14 @@ def create_app(
     rt = runtime
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt.start()
+        jobs = app.state.jobs = JobService(settings, rt, _render)
+        jobs.start()
         try:
             yield
         finally:
+            await jobs.stop()  # a running job goes back to a shared queue, or is lost
             await rt.stop()
 
     app = FastAPI(
@@ -52,16 +65,19 @@ def create_app(
     app.state.runtime = rt
     app.state.metrics = rt.metrics
     install_error_handlers(app)
-    for router in (predict.router, packs.router, health.router, metrics.router):
+    for router in (predict.router, jobs_router.router, packs.router, health.router, metrics.router):
         app.include_router(router)
 
     predict_limit = BodyLimit(settings.max_body_bytes, ("max_audio_bytes", "max_video_bytes"))
     pack_bytes = settings.max_pack_bytes + packs.MAX_MANIFEST_BYTES + 64 * 1024
     pack_limit = BodyLimit(pack_bytes, ("max_pack_bytes",))
+    job_limit = BodyLimit(settings.max_job_body_bytes, ("job_max_bytes",))
 
     def limit_for(method: str, path: str) -> BodyLimit | None:
         if method == "POST" and path == "/predict":
             return predict_limit
+        if method == "POST" and path == "/jobs":
+            return job_limit
         if method == "PUT" and path.startswith("/packs/"):
             return pack_limit
         return None

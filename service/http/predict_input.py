@@ -24,6 +24,7 @@ from service.errors import (
 from service.features.types import Sample
 from service.http.forms import read_form
 from service.http.schemas import PredictJsonRequest
+from service.limits import Limits
 from service.runtime.packdir import check_pack_name
 from service.runtime.types import PredictRequest
 from service.settings import Settings
@@ -40,15 +41,15 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
 
-def _limit(settings: Settings, field: str) -> int:
-    return settings.max_audio_bytes if field == "audio" else settings.max_video_bytes
+def _limit(limits: Limits, field: str) -> int:
+    return limits.max_audio_bytes if field == "audio" else limits.max_video_bytes
 
 
-def _too_large(field: str, size: int, limit: int) -> PayloadTooLargeError:
+def _too_large(limits: Limits, field: str, size: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
-        f"{field}: {size} bytes is over the limit of {limit} bytes; send a shorter "
-        "or more compressed file",
-        setting=f"max_{field}_bytes",
+        f"{field}: {size} bytes is over the limit of {_limit(limits, field)} bytes; send a "
+        "shorter or more compressed file",
+        setting=limits.setting(f"max_{field}_bytes"),
     )
 
 
@@ -100,18 +101,18 @@ def _pack_name(value: str | None) -> str | None:
     return check_pack_name(value)
 
 
-async def _file_bytes(settings: Settings, field: str, value: UploadFile | str) -> bytes:
+async def _file_bytes(limits: Limits, field: str, value: UploadFile | str) -> bytes:
     if isinstance(value, str):
         raise RequestValidationFailed(
             f"{field}: send the {field} as a file part (filename=...), not a text field"
         )
     _check_part_type(field, value.content_type)
-    limit = _limit(settings, field)
+    limit = _limit(limits, field)
     if value.size is not None and value.size > limit:
-        raise _too_large(field, value.size, limit)
+        raise _too_large(limits, field, value.size)
     data = await value.read()
     if len(data) > limit:
-        raise _too_large(field, len(data), limit)
+        raise _too_large(limits, field, len(data))
     return data
 
 
@@ -125,7 +126,7 @@ async def _text_value(value: UploadFile | str) -> str:
         raise RequestValidationFailed(f"text: not valid UTF-8 ({exc.reason})") from exc
 
 
-async def from_multipart(request: Request, settings: Settings) -> PredictRequest:
+async def from_multipart(request: Request, settings: Settings, limits: Limits) -> PredictRequest:
     # Plain fields (text, pack) are capped in memory at a size well above the text limit;
     # file parts spool to disk and are size-checked before they are read.
     form = await read_form(
@@ -151,8 +152,8 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
             raise RequestValidationFailed("pack: send the pack name as a text field")
         sample = Sample(
             text=None if text is None else await _text_value(text),
-            audio=None if audio is None else await _file_bytes(settings, "audio", audio),
-            video=None if video is None else await _file_bytes(settings, "video", video),
+            audio=None if audio is None else await _file_bytes(limits, "audio", audio),
+            video=None if video is None else await _file_bytes(limits, "video", video),
         )
         return PredictRequest(
             sample,
@@ -164,26 +165,26 @@ async def from_multipart(request: Request, settings: Settings) -> PredictRequest
         await form.close()
 
 
-def _b64(settings: Settings, field: str, value: str | None) -> bytes | None:
+def _b64(limits: Limits, field: str, value: str | None) -> bytes | None:
     if value is None:
         return None
-    limit = _limit(settings, field)
+    limit = _limit(limits, field)
     stripped = value.strip()
     if stripped.startswith("data:") and "," in stripped:  # tolerate a data: URL prefix
         stripped = stripped.split(",", 1)[1]
     decoded_size = len(stripped) * 3 // 4
     if decoded_size > limit + 3:
-        raise _too_large(field, decoded_size, limit)
+        raise _too_large(limits, field, decoded_size)
     try:
         data = base64.b64decode(stripped, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestValidationFailed(f"{field}_b64: not valid base64 ({exc})") from exc
     if len(data) > limit:
-        raise _too_large(field, len(data), limit)
+        raise _too_large(limits, field, len(data))
     return data
 
 
-async def from_json(request: Request, settings: Settings) -> PredictRequest:
+async def from_json(request: Request, limits: Limits) -> PredictRequest:
     body = await request.body()
     try:
         parsed = PredictJsonRequest.model_validate_json(body)
@@ -195,8 +196,8 @@ async def from_json(request: Request, settings: Settings) -> PredictRequest:
         raise RequestValidationFailed("invalid JSON body: " + "; ".join(parts)) from exc
     sample = Sample(
         text=parsed.text,
-        audio=_b64(settings, "audio", parsed.audio_b64),
-        video=_b64(settings, "video", parsed.video_b64),
+        audio=_b64(limits, "audio", parsed.audio_b64),
+        video=_b64(limits, "video", parsed.video_b64),
     )
     return PredictRequest(
         sample,
@@ -206,17 +207,24 @@ async def from_json(request: Request, settings: Settings) -> PredictRequest:
     )
 
 
-async def read_predict_request(request: Request, settings: Settings) -> PredictRequest:
+async def read_predict_request(
+    request: Request, settings: Settings, limits: Limits | None = None
+) -> PredictRequest:
+    """The body as a PredictRequest; media held to `limits` (default: /predict's)."""
+    limits = limits or settings.limits
     kind = body_kind(request)
     if kind is BodyKind.JSON:
-        return await from_json(request, settings)
+        return await from_json(request, limits)
     if kind is BodyKind.MULTIPART and "boundary=" not in request.headers.get("content-type", ""):
         raise BadRequestError("multipart/form-data without a boundary parameter")
-    return await from_multipart(request, settings)
+    return await from_multipart(request, settings, limits)
 
 
-def body_bytes(request: Request, settings: Settings) -> int:
+def body_bytes(request: Request, settings: Settings, limit: int | None = None) -> int:
     """What the body may hold, known before it is read: its Content-Length, or for a
-    chunked body the route's limit (the middleware cuts it off there)."""
+    chunked body the route's limit (`limit`, default /predict's: the middleware cuts it
+    off there)."""
     declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isdigit() else settings.max_body_bytes
+    if declared.isdigit():
+        return int(declared)
+    return settings.max_body_bytes if limit is None else limit

@@ -13,10 +13,10 @@ from enum import StrEnum
 
 from model.feeds import warmup_feeds
 from service.errors import NotReadyError, ServiceError, ShuttingDownError
+from service.features.timeline import Progress, TimelineSpec
 from service.metrics import ServiceMetrics
 from service.runtime.packdir import PackDir
 from service.runtime.packs import Backbone, LoadedPack, PackLoader
-from service.features.timeline import Progress, TimelineSpec
 from service.runtime.pipeline import Extractor, InferencePipeline, Parse, TimelineOptions
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession

@@ -31,7 +31,7 @@ def settings() -> Any:
 
 def test_table_lists_the_agreed_variables() -> None:
     names = doc_table_names()
-    assert len(names) == 32
+    assert len(names) == 48
     assert {"MPLMM_HOST", "MPLMM_PACKS_DIR", "MPLMM_ADMIN_TOKEN", "MPLMM_DRAIN_TIMEOUT_S"} <= set(
         names
     )

@@ -19,7 +19,7 @@ from service.http.schemas import (
 
 router = APIRouter(tags=["predict"])
 
-_REQUEST_BODY = {
+REQUEST_BODY = {
     "required": True,
     "description": "Any subset of text, audio and video, as multipart/form-data or as JSON "
     "with base64 media. At least one modality is required.",
@@ -46,7 +46,7 @@ _REQUEST_BODY = {
     "/predict",
     summary="Predict sentiment or emotion from any subset of text, audio and video",
     response_model=PredictResponse,
-    openapi_extra={"requestBody": _REQUEST_BODY},
+    openapi_extra={"requestBody": REQUEST_BODY},
     responses=error_responses(400, 404, 413, 415, 422, 503, 504),
 )
 async def predict(

@@ -149,7 +149,9 @@ def test_speech_sent_alone_is_transcribed_into_the_text(client: TestClient) -> N
     text = body["modalities"]["text"]
     assert text["present"] is True
     assert text["details"]["source"] == "asr"
-    assert text["details"]["transcript"] == "I am really happy to see you all here today."
+    # Some espeak-ng builds make Whisper hear "I'm": the same words.
+    heard = text["details"]["transcript"].replace("I'm", "I am")
+    assert heard == "I am really happy to see you all here today."
     assert text["details"]["avg_logprob"] > -0.6
     assert body["timings_ms"]["extract.asr"] > 0
     metrics = client.get("/metrics").text
