@@ -191,6 +191,7 @@ def _source_words(parts: list[Any], segments: list[Segment]) -> list[Word]:
         Word(
             start=round(to_source_times(w.start, segments), 3),
             end=round(to_source_times(w.end, segments), 3),
+            at=round(to_source_times((w.start + w.end) / 2, segments), 3),
             text=w.word,
             avg_logprob=float(p.avg_logprob),
             compression_ratio=float(p.compression_ratio),

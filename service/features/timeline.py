@@ -40,17 +40,17 @@ class TimelineSpec:
 @dataclass(frozen=True)
 class Word:
     """One transcribed word at its time in the source media, with the confidence of the
-    recogniser's segment it came from (what the ASR gate reads)."""
+    recogniser's segment it came from (what the ASR gate reads). `at` is its middle,
+    taken in the speech the recogniser heard and then mapped to the source: a word's
+    aligned start often reaches back over the pause before it, so the middle of
+    `start..end` could fall in that pause."""
 
     start: float
     end: float
+    at: float
     text: str  # with its leading space, as Whisper writes it
     avg_logprob: float
     compression_ratio: float
-
-    @property
-    def mid(self) -> float:
-        return (self.start + self.end) / 2
 
 
 def cut_speech(segments: Sequence[Span], spec: TimelineSpec) -> list[Span]:
@@ -96,9 +96,16 @@ def fill_gaps(speech: Sequence[Span], duration_s: float, spec: TimelineSpec) -> 
     return out
 
 
-def words_in(words: Sequence[Word], start: float, end: float) -> list[Word]:
-    """The words whose midpoint lies in `[start, end)`."""
-    return [w for w in words if start <= w.mid < end]
+def assign_words(words: Sequence[Word], spans: Sequence[Span]) -> list[list[Word]]:
+    """The words of each span: those whose middle (`Word.at`) lies in it; a word in no
+    span goes to the nearest one."""
+    out: list[list[Word]] = [[] for _ in spans]
+    if not spans:
+        return out
+    for word in words:
+        distance = [max(start - word.at, word.at - end, 0.0) for start, end in spans]
+        out[min(range(len(spans)), key=distance.__getitem__)].append(word)
+    return out
 
 
 def to_source_times(t: float, segments: Sequence[Span]) -> float:

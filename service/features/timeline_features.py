@@ -27,9 +27,9 @@ from service.features.timeline import (
     Span,
     TimelineSpec,
     Word,
+    assign_words,
     cut_speech,
     fill_gaps,
-    words_in,
 )
 from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
 from service.limits import Limits
@@ -169,7 +169,8 @@ def _segment_texts(
     length, dim = fx.spec.shape(Modality.TEXT)
     out: list[ModalityResult | None] = []
     accepted: dict[int, tuple[str, dict[str, Any]]] = {}
-    for i, (start, end) in enumerate(spans):
+    per_span = assign_words(words, spans)
+    for i, inside in enumerate(per_span):
         reason: str | None
         details: dict[str, Any]
         if sample.text is not None:  # the client's text belongs to the whole clip
@@ -177,7 +178,6 @@ def _segment_texts(
         elif "transcript" not in whole.details:  # nothing was transcribed
             reason, details = whole.reason or AbsentReason.NOT_SENT.value, {}
         else:
-            inside = words_in(words, start, end)
             said = "".join(w.text for w in inside).strip()
             logprob = sum(w.avg_logprob for w in inside) / len(inside) if inside else None
             ratio = max((w.compression_ratio for w in inside), default=None)

@@ -110,8 +110,8 @@ def test_unsupported_request_content_type_is_415(client: TestClient) -> None:
     assert error_of(r) == {
         "code": "unsupported_media_type",
         "message": "content type 'text/plain' is not accepted: send multipart/form-data "
-        '(fields text, audio, video, pack, transcribe) or application/json ({"text", '
-        '"audio_b64", "video_b64", "pack", "transcribe"})',
+        '(fields text, audio, video, pack, transcribe, timeline) or application/json ({"text", '
+        '"audio_b64", "video_b64", "pack", "transcribe", "timeline"})',
     }
     r = client.post("/predict", content=b"hello")
     assert r.status_code == 415
@@ -188,7 +188,8 @@ def test_form_mistakes_are_422(client: TestClient) -> None:
     assert r.status_code == 422
     assert error_of(r) == {
         "code": "validation_error",
-        "message": "unknown form field(s) ['colour']; use text, audio, video, pack, transcribe",
+        "message": "unknown form field(s) ['colour']; use text, audio, video, pack, transcribe, "
+        "timeline",
     }
     r = client.post("/predict", data={"text": "hi", "transcribe": "maybe"})
     assert r.status_code == 422

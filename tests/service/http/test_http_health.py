@@ -185,6 +185,8 @@ def test_openapi_documents_both_bodies_examples_and_errors(app: Any) -> None:
     spec = app.client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/predict",
+        "/jobs",
+        "/jobs/{job_id}",
         "/packs",
         "/packs/{name}",
         "/healthz",

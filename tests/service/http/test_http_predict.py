@@ -76,7 +76,9 @@ def test_text_only_multipart(client: TestClient, svc_bundle: TinyBundle, svc_ext
         "timings_ms",
         "batch_size",
         "request_id",
+        "timeline",
     }
+    assert body["timeline"] is None  # not asked for
     assert body["pack"] == {"name": "sentiment", "version": "1.0.0"}
     assert body["answered_by"] == "pack"
     assert body["missing_type"] == {"id": 4, "name": "TEXT_ONLY", "present": ["text"]}

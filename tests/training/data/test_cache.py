@@ -90,11 +90,11 @@ def test_transcribed_rows_get_their_speech_as_text_and_their_own_cache_entries(
     # b has speech and no text: its transcript is its text; a and d keep the client text.
     assert plain.present[1].tolist() == [False, True, False]
     assert heard.present[1].tolist() == [True, True, False]
-    spoken_text = extractor.extract(text=SAID).text[0]
-    cos = float(
-        (heard.arrays[Modality.TEXT][1] * spoken_text).sum()
-        / np.linalg.norm(heard.arrays[Modality.TEXT][1])
-        / np.linalg.norm(spoken_text)
+    got = heard.arrays[Modality.TEXT][1]
+    # Some espeak-ng builds make Whisper hear "I'm": either way, the sentence spoken.
+    cos = max(
+        float((got * said).sum() / np.linalg.norm(got) / np.linalg.norm(said))
+        for said in (extractor.extract(text=t).text[0] for t in (SAID, SAID.replace("I am", "I'm")))
     )
     assert cos > 0.95  # the transcript is (nearly) the sentence spoken
     np.testing.assert_array_equal(heard.arrays[Modality.TEXT][2], plain.arrays[Modality.TEXT][2])
