@@ -142,7 +142,7 @@ class AudioFeatureExtractor:
         return out
 
     def from_decoded(self, decoded: DecodedAudio) -> AudioOutcome:
-        y, sr = decoded.samples, self.spec.sample_rate
+        y = decoded.samples
         active_s = active_seconds(y, self.spec)
         timings: dict[str, float] = {}
         segments: list[Segment] = []
@@ -174,14 +174,49 @@ class AudioFeatureExtractor:
                 Modality.AUDIO, self.spec.length, self.spec.dim, reason, details, timings
             )
             return AudioOutcome(absent)
-        t2 = time.perf_counter()
+        result = self._encode(y, segments, details, timings)
+        return AudioOutcome(result, decoded, tuple(segments))
+
+    def between(self, audio: AudioOutcome, start: float, end: float) -> ModalityResult:
+        """The audio modality of `[start, end)` seconds of a present `audio`: its speech
+        segments clipped to the range, encoded from the first to the last, as a whole
+        clip's are. The voice activity is the whole clip's: speech heard in context,
+        not in a cut-out slice."""
+        if audio.decoded is None:
+            return audio.result
+        inside = [
+            (max(s, start), min(e, end)) for s, e in audio.segments if e > start and s < end
+        ]
+        speech_s = speech_seconds(inside)
+        details: dict[str, Any] = {
+            "duration_s": round(end - start, 3),
+            "speech_s": round(speech_s, 3),
+            "speech_segments": [[round(s, 3), round(e, 3)] for s, e in inside],
+            "source": audio.result.details.get("source"),
+        }
+        if speech_s < self.spec.vad.min_speech_s:
+            reason = AbsentReason.NO_SPEECH if not inside else AbsentReason.TOO_SHORT
+            return ModalityResult.absent(
+                Modality.AUDIO, self.spec.length, self.spec.dim, reason, details
+            )
+        return self._encode(audio.decoded.samples, inside, details, {})
+
+    def _encode(
+        self,
+        y: np.ndarray,
+        segments: list[Segment],
+        details: dict[str, Any],
+        timings: dict[str, float],
+    ) -> ModalityResult:
+        """Speech encoder frames from the first segment's start to the last's end, pooled."""
+        sr = self.spec.sample_rate
+        t0 = time.perf_counter()
         span = y[int(segments[0][0] * sr) : int(segments[-1][1] * sr)]
         frames = self.encoder.frames(span)
         feats, mask = pool_frame_windows(frames, self.spec.length)
-        timings["audio_features"] = (time.perf_counter() - t2) * 1e3
+        timings["audio_features"] = (time.perf_counter() - t0) * 1e3
         details["frames"] = int(frames.shape[0])
-        result = ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
-        return AudioOutcome(result, decoded, tuple(segments))
+        return ModalityResult.of(Modality.AUDIO, feats, mask, details, timings)
 
     def warmup(self) -> None:
         self.vad.warmup()

@@ -1,8 +1,8 @@
 """A timeline's features: one decode of the media, then the same extractor over each
 segment's time range (service.features.timeline says where segments fall).
 
-- audio: the segment's slice of the waveform, through the whole-clip audio path (energy,
-  voice activity, the speech encoder);
+- audio: the speech the whole clip's voice activity found inside the segment, encoded
+  by the speech encoder as a whole clip's speech is;
 - video: the sampled frames inside the segment, pooled as a whole clip's are;
 - text: the transcript's words inside the segment (Whisper's word times), gated on the
   recogniser's confidence as a whole transcript is. A client's text has no times: it
@@ -15,7 +15,7 @@ All segment texts go through the text encoder as one batch.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from model.missing import Modality
@@ -36,6 +36,7 @@ from service.limits import Limits
 
 if TYPE_CHECKING:
     from service.features.extractor import FeatureExtractor
+    from service.features.video import VideoClip
 
 # Shares of the work, for progress: decoding (and faces), transcription, segments.
 _DECODED, _TRANSCRIBED, _SEGMENTED = 0.15, 0.75, 0.95
@@ -84,7 +85,7 @@ def extract_timeline(
         return TimelineFeatures(whole, [TimedFeatures(None, None, whole)], None)
 
     speech = cut_speech(outcome.segments, spec) if outcome is not None else []
-    duration = _duration(outcome, clip)
+    duration = _duration(media[Modality.AUDIO], clip)
     spans = fill_gaps(speech, clip.duration_s, spec) if clip is not None else speech
     if len(spans) > max_segments:
         raise PayloadTooLargeError(
@@ -102,7 +103,9 @@ def extract_timeline(
     for i, (start, end) in enumerate(spans):
         results = {
             Modality.TEXT: texts[i],
-            Modality.AUDIO: _audio_between(fx, outcome, media[Modality.AUDIO], start, end),
+            Modality.AUDIO: (
+                fx.audio.between(outcome, start, end) if outcome else media[Modality.AUDIO]
+            ),
             Modality.VIDEO: media[Modality.VIDEO] if clip is None else clip.result(start, end),
         }
         segments.append(TimedFeatures(start, end, _row(results)))
@@ -131,31 +134,12 @@ def _transcript(
     )
 
 
-def _duration(audio: AudioOutcome | None, clip: Any) -> float | None:
+def _duration(audio: ModalityResult, clip: VideoClip | None) -> float | None:
+    """The media's duration: the video's, else the audio's (also when it is absent)."""
     if clip is not None:
         return round(float(clip.duration_s), 3)
-    if audio is not None and audio.decoded is not None:
-        return round(audio.decoded.duration_s, 3)
-    return None
-
-
-def _audio_between(
-    fx: FeatureExtractor,
-    audio: AudioOutcome | None,
-    whole: ModalityResult,
-    start: float,
-    end: float,
-) -> ModalityResult:
-    """The audio modality of `[start, end)`; the whole clip's verdict when it has none."""
-    if audio is None or audio.decoded is None:
-        return whole
-    rate = audio.decoded.rate
-    piece = replace(
-        audio.decoded, samples=audio.decoded.samples[int(start * rate) : int(end * rate)]
-    )
-    result = fx.audio.from_decoded(piece).result
-    result.details["source"] = whole.details.get("source")
-    return result
+    seconds = audio.details.get("duration_s")
+    return float(seconds) if seconds is not None else None
 
 
 def _segment_texts(
