@@ -184,9 +184,7 @@ class AudioFeatureExtractor:
         not in a cut-out slice."""
         if audio.decoded is None:
             return audio.result
-        inside = [
-            (max(s, start), min(e, end)) for s, e in audio.segments if e > start and s < end
-        ]
+        inside = [(max(s, start), min(e, end)) for s, e in audio.segments if e > start and s < end]
         speech_s = speech_seconds(inside)
         details: dict[str, Any] = {
             "duration_s": round(end - start, 3),

@@ -92,4 +92,6 @@ class JobService:
         return await self.store.get(job_id)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        return await self.store.cancel(job_id)
+        record = await self.store.cancel(job_id)
+        self.runner.interrupt(job_id)
+        return record

@@ -297,6 +297,14 @@ class JobRunner:
         self._ready, self.concurrency = ready, concurrency
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[str, _Tracker] = {}
+
+    def interrupt(self, job_id: str) -> None:
+        """Stop a job this process runs at its next progress report (a cancel made
+        here; one made on another replica is seen at the next poll)."""
+        tracker = self._running.get(job_id)
+        if tracker is not None:
+            tracker.stop.set()
 
     def start(self) -> None:
         self._tasks = [
@@ -326,7 +334,7 @@ class JobRunner:
                 await self._execute(*claimed)
 
     async def _execute(self, record: JobRecord, req: PredictRequest) -> None:
-        tracker = _Tracker()
+        tracker = self._running[record.id] = _Tracker()
         started = time.monotonic()
         self.metrics.jobs_running.inc()
         task = asyncio.ensure_future(self._run(req, tracker))
@@ -339,6 +347,7 @@ class JobRunner:
             self.metrics.jobs.labels(outcome="requeued" if requeued else "lost").inc()
             raise
         finally:
+            self._running.pop(record.id, None)
             self.metrics.jobs_running.dec()
             self.metrics.job_seconds.observe(time.monotonic() - started)
         status, result, error = outcome
@@ -354,6 +363,9 @@ class JobRunner:
             await asyncio.wait({task}, timeout=self.poll_s)
             if task.done():
                 break
+            if tracker.stop.is_set():  # cancelled here (`interrupt`)
+                task.cancel()
+                return JobStatus.CANCELLED, None, None
             # 1.0 only once the result is recorded: the backbone still runs after extraction.
             cancelled = await self.store.update(job_id, 0.99 * min(tracker.fraction, 1.0))
             late = time.monotonic() - t0 > self.timeout_s

@@ -122,8 +122,9 @@ def test_tones_and_silences_have_no_speech_segments(svc_extractor: Any) -> None:
 
 
 def test_sentences_separated_by_pauses_are_segments_at_their_times(svc_extractor: Any) -> None:
-    """Two sentences placed at known times: one segment per sentence, its bounds within the VAD's padding of the truth, and each segment's text
-    the words of its own sentence."""
+    """Two sentences placed at known times: one segment per sentence, its bounds within
+    the VAD's padding of the truth, and each segment's text the words of its own
+    sentence."""
     first = _trimmed(spoken("Please put the blue box on the kitchen table.", pad_s=0.0))
     second = _trimmed(spoken("We walked along the river until it got dark.", pad_s=0.0))
     pause = np.zeros(int(1.2 * SR))
