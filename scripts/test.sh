@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Install what the tests need (only when pyproject.toml changed), build the encoders (once),
-# install espeak-ng (apt-get) when missing, lint, type-check, test. The dev extra includes
-# torch, so the encoders are built in .venv.
+# install espeak-ng and redis-server (apt-get) when missing, lint, type-check, test. The dev
+# extra includes torch, so the encoders are built in .venv.
 # shellcheck source=scripts/_env.sh
 source "$(dirname "$0")/_env.sh" dev
-# The speech tests need real speech: espeak-ng (a Debian package) speaks their sentences.
-if ! command -v espeak-ng >/dev/null; then
-    echo "mplmm: installing espeak-ng (apt-get)" >&2
+# Debian packages the tests use: espeak-ng speaks the speech tests' sentences; the jobs
+# test starts a real redis-server shared by two service processes.
+missing=()
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "mplmm: installing ${missing[*]} (apt-get)" >&2
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        espeak-ng >/dev/null
+        "${missing[@]}" >/dev/null
 fi
 mplmm build-encoders --check >/dev/null || mplmm build-encoders
 ruff check .

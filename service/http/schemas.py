@@ -290,6 +290,13 @@ class RejectedPack(BaseModel):
     reason: str
 
 
+class JobsInfo(BaseModel):
+    backend: str = Field(examples=["memory"], description="memory or redis (MPLMM_JOBS_BACKEND)")
+    instance: str = Field(
+        examples=["3f9c2a1b"], description="this process's id: the prefix of the job ids it gives"
+    )
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     reason: str | None = Field(default=None, examples=["loading: encoders"])
@@ -310,6 +317,7 @@ class ReadyResponse(BaseModel):
         description="pack versions current on disk that failed validation or warm-up; "
         "the previous version of each keeps serving",
     )
+    jobs: JobsInfo | None = None
 
 
 def _missing_type_out(kind: MissingType | None) -> MissingTypeOut | None:

@@ -44,7 +44,8 @@ class JobService:
         self.settings = settings
         self.runtime = runtime
         self.store = build_store(settings)
-        self.instance = getattr(self.store, "instance", "00000000")
+        self.backend = settings.jobs_backend.value
+        self.instance = self.store.instance
         self.runner = JobRunner(
             self.store,
             runtime.run_job,

@@ -113,7 +113,10 @@ class _Bounds(Protocol):
 
 
 class JobStore(Protocol):
-    """Where jobs wait, run and are kept. Every method may raise JobsUnavailableError."""
+    """Where jobs wait, run and are kept. Every method may raise JobsUnavailableError.
+    `instance` names this process; the ids it gives start with it."""
+
+    instance: str
 
     async def check_room(self, nbytes: int) -> None:
         """JobsFullError when a job of `nbytes` would not be queued now (checked before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,80 @@ def test_spoken_words_are_heard(client: TestClient, pack: str, want: str) -> Non
     assert body["label"] == want
     voice = client.post("/predict", data={"pack": pack, "transcribe": "false"}, files=files)
     assert voice.json()["missing_type"]["name"] == "AUDIO_ONLY"
+
+
+# ------------------------------------------------------------------ a spoken minute
+
+POLAR = (
+    ("I really love this wonderful day, everything is great.", "positive"),
+    ("This is terrible, I hate it and I am very angry.", "negative"),
+    ("What a fantastic and happy surprise, thank you so much.", "positive"),
+    ("I feel awful and sad, this is the worst day ever.", "negative"),
+    ("This is the best meal I have ever had, it is delicious.", "positive"),
+    ("The service was horrible and the food was disgusting.", "negative"),
+    ("I am so proud of you, you did an amazing job.", "positive"),
+    ("I am so disappointed, everything went wrong again.", "negative"),
+    ("We had a lovely time at the beach, it was perfect.", "positive"),
+    ("He lied to me and I will never forgive him.", "negative"),
+    ("Thank you so much, this is the best gift ever.", "positive"),
+    ("The movie was boring and a complete waste of time.", "negative"),
+)
+
+
+def _words(text: str) -> set[str]:
+    text = text.lower().replace("i'm", "i am")
+    return set("".join(c for c in text if c.isalnum() or c.isspace()).split())
+
+
+@pytest.fixture(scope="module")
+def spoken_minute(client: TestClient) -> tuple[dict, dict]:
+    """About a minute of espeak-ng speech, positive and negative sentences in turn with a
+    pause after each, sent synchronously and as a job."""
+    gap = np.zeros(int(1.2 * 16_000), np.float32)
+    y = np.concatenate([np.concatenate([spoken(s, pad_s=0.0), gap]) for s, _ in POLAR])
+    assert 50 < len(y) / 16_000 < 70
+    files = {"audio": ("minute.wav", wav_bytes(y), "audio/wav")}
+    sync = client.post("/predict", data={"timeline": "true"}, files=files)
+    assert sync.status_code == 200, sync.text
+    job = client.post("/jobs", files=files)
+    assert job.status_code == 202, job.text
+    url, deadline = f"/jobs/{job.json()['id']}", time.monotonic() + 300
+    while (body := client.get(url).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert body["status"] == "succeeded", body
+    return sync.json(), body["result"]
+
+
+def test_a_spoken_minute_gives_one_segment_per_sentence_sync_and_as_a_job(
+    spoken_minute: tuple[dict, dict],
+) -> None:
+    sync, job = spoken_minute
+    segments = sync["timeline"]["segments"]
+    assert len(segments) == len(POLAR)
+    for seg, (sentence, _) in zip(segments, POLAR, strict=True):
+        heard, said = _words(seg["text"] or ""), _words(sentence)
+        assert len(heard & said) >= 0.8 * len(said), (seg["text"], sentence)
+        assert seg["missing_type"]["name"] == "NO_VIDEO"
+        assert seg["end_s"] - seg["start_s"] > 2.0
+    starts = [s["start_s"] for s in segments]
+    assert starts == sorted(starts)
+    # The job gives the same timeline.
+    for a, b in zip(job["timeline"]["segments"], segments, strict=True):
+        assert (a["start_s"], a["end_s"], a["text"], a["label"]) == (
+            b["start_s"], b["end_s"], b["text"], b["label"]
+        )  # fmt: skip
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="1.2.0 sentiment: its audio branch reads espeak-ng's synthetic voice as negative "
+    "(0.8-0.95 for every sentence with transcribe=false) and outweighs the words of some "
+    "positive sentences (docs/API.md#timelines); the same words as text are all right",
+)
+def test_each_sentence_of_the_spoken_minute_gets_its_polarity(
+    spoken_minute: tuple[dict, dict],
+) -> None:
+    sync, _ = spoken_minute
+    assert [s["label"] for s in sync["timeline"]["segments"]] == [want for _, want in POLAR]

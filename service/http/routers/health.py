@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.http.deps import RuntimeDep
-from service.http.schemas import HealthResponse, PackRef, ReadyResponse, RejectedPack
+from service.http.schemas import (
+    HealthResponse,
+    JobsInfo,
+    PackRef,
+    ReadyResponse,
+    RejectedPack,
+)
 
 router = APIRouter(tags=["health"])
 
@@ -22,8 +28,9 @@ async def healthz() -> HealthResponse:
     response_model=ReadyResponse,
     responses={503: {"model": ReadyResponse, "description": "not ready; `reason` says why"}},
 )
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(runtime: RuntimeDep, request: Request) -> JSONResponse:
     r = runtime.readiness()
+    jobs = getattr(request.app.state, "jobs", None)
     body = ReadyResponse(
         ready=r.ready,
         reason=r.reason,
@@ -36,6 +43,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         backbone_sha256=r.backbone_sha256,
         feature_spec_sha256=r.feature_spec_sha256,
         rejected_packs=[RejectedPack(name=n, version=v, reason=why) for n, v, why in r.rejected],
+        jobs=None if jobs is None else JobsInfo(backend=jobs.backend, instance=jobs.instance),
     )
     headers = None if r.ready else {"Retry-After": "5"}
     return JSONResponse(

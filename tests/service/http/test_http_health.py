@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ def test_healthz_and_readyz_when_ready(app: Any, svc_bundle: TinyBundle) -> None
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     r = c.get("/readyz")
     assert r.status_code == 200
+    jobs = r.json()["jobs"]
+    assert jobs["backend"] == "memory"
+    assert re.fullmatch("[0-9a-f]{8}", jobs["instance"])
     assert r.json() == {
         "ready": True,
         "reason": None,
@@ -50,6 +54,7 @@ def test_healthz_and_readyz_when_ready(app: Any, svc_bundle: TinyBundle) -> None
         "backbone_sha256": svc_bundle.backbone_sha256,
         "feature_spec_sha256": svc_bundle.feature_spec_sha256,
         "rejected_packs": [],
+        "jobs": jobs,
     }
 
 
