@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from service.features.timeline import Word, to_source_times
 from service.features.types import AbsentReason
 from service.features.vad import Segment, speech_samples, speech_seconds
 from service.features.whisper import WHISPER_TINY_EN, default_threads, load_whisper
@@ -56,7 +54,6 @@ class Transcript:
     truncated_s: float
     reason: AbsentReason | None
     timings_ms: dict[str, float]
-    words: tuple[Word, ...] = ()  # at their source-media times; only when asked for
 
     @property
     def accepted(self) -> bool:
@@ -124,18 +121,10 @@ class Transcriber:
         self._model, self.device, self.device_note = loaded.model, loaded.device, loaded.device_note
 
     def transcribe(
-        self,
-        samples: np.ndarray,
-        segments: list[Segment],
-        *,
-        words: bool = False,
-        max_seconds: float | None = None,
-        on_progress: Callable[[float], None] | None = None,
+        self, samples: np.ndarray, segments: list[Segment], *, max_seconds: float | None = None
     ) -> Transcript:
-        """The transcript of the speech `segments` of 16 kHz `samples` `(N,)`; with
-        `words`, each word at its time in `samples` (a timeline). `max_seconds` overrides
-        the recogniser's cap on speech; `on_progress` gets the fraction of the speech
-        decoded so far (and may raise to stop)."""
+        """The transcript of the speech `segments` of 16 kHz `samples` `(N,)`;
+        `max_seconds` overrides the recogniser's cap on speech."""
         speech = speech_samples(samples, segments, self.sample_rate)
         cap = int((max_seconds or self.max_seconds) * self.sample_rate)
         truncated_s = max(speech.shape[0] - cap, 0) / self.sample_rate
@@ -150,16 +139,9 @@ class Transcriber:
                 temperature=0.0,  # no fallback re-decodes: the gate judges instead
                 condition_on_previous_text=False,
                 without_timestamps=True,
-                word_timestamps=words,  # aligned after decoding: the text is the same
                 vad_filter=False,  # the segments are already speech
             )
-            heard_s = max(speech.shape[0] / self.sample_rate, 1e-6)
-            decoded = []
-            for part in parts:  # the generator decodes here, one 30 s window at a time
-                decoded.append(part)
-                if on_progress is not None:
-                    on_progress(min(float(part.end) / heard_s, 1.0))
-            parts = decoded
+            parts = list(parts)  # the generator decodes here
             t2 = time.perf_counter()
         text = "".join(p.text for p in parts).strip()
         logprob = no_speech = ratio = None
@@ -177,25 +159,8 @@ class Transcriber:
             truncated_s=truncated_s,
             reason=gate(self.spec, text, logprob, ratio),
             timings_ms={"asr_wait": (t1 - t0) * 1e3, "asr": (t2 - t1) * 1e3},
-            words=tuple(_source_words(parts, segments)) if words else (),
         )
 
     def warmup(self) -> None:
         t = np.arange(self.sample_rate, dtype=np.float32) / self.sample_rate
         self.transcribe((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), [(0.0, 1.0)])
-
-
-def _source_words(parts: list[Any], segments: list[Segment]) -> list[Word]:
-    """faster-whisper's words (times in the joined speech) at their source times."""
-    return [
-        Word(
-            start=round(to_source_times(w.start, segments), 3),
-            end=round(to_source_times(w.end, segments), 3),
-            at=round(to_source_times((w.start + w.end) / 2, segments), 3),
-            text=w.word,
-            avg_logprob=float(p.avg_logprob),
-            compression_ratio=float(p.compression_ratio),
-        )
-        for p in parts
-        for w in p.words or ()
-    ]

@@ -23,7 +23,12 @@ from model.missing import Modality
 from service.features.audio_decode import TARGET_RATE, DecodedAudio, decode_audio
 from service.features.speech_encoder import SpeechEncoder, SpeechEncoderSpec
 from service.features.types import AbsentReason, ModalityResult
-from service.features.vad import Segment, VadSpec, VoiceActivity, speech_seconds
+from service.features.vad import (
+    Segment,
+    VadSpec,
+    VoiceActivity,
+    speech_seconds,
+)
 from service.limits import Limits
 
 

@@ -5,7 +5,6 @@
   `[min_segment_s, max_segment_s]` where the pauses allow.
 - Video: the stretches without speech (all of a video without speech) are cut into
   windows of about `window_s`, so a face that speaks no word still gets its answer.
-- Words: each transcript word belongs to the segment that holds its midpoint.
 
 Cutting is a serving choice, not part of the feature spec: each segment's features come
 from the same extractor as a whole clip's, run over the segment's time range.
@@ -35,22 +34,6 @@ class TimelineSpec:
             raise ValueError(f"need 0 < min_segment_s <= max_segment_s: {self}")
         if self.window_s <= 0 or self.merge_gap_s < 0:
             raise ValueError(f"need window_s > 0 and merge_gap_s >= 0: {self}")
-
-
-@dataclass(frozen=True)
-class Word:
-    """One transcribed word at its time in the source media, with the confidence of the
-    recogniser's segment it came from (what the ASR gate reads). `at` is its middle,
-    taken in the speech the recogniser heard and then mapped to the source: a word's
-    aligned start often reaches back over the pause before it, so the middle of
-    `start..end` could fall in that pause."""
-
-    start: float
-    end: float
-    at: float
-    text: str  # with its leading space, as Whisper writes it
-    avg_logprob: float
-    compression_ratio: float
 
 
 def cut_speech(segments: Sequence[Span], spec: TimelineSpec) -> list[Span]:
@@ -94,27 +77,3 @@ def fill_gaps(speech: Sequence[Span], duration_s: float, spec: TimelineSpec) -> 
             out.append((start, end))
         cursor = max(cursor, end)
     return out
-
-
-def assign_words(words: Sequence[Word], spans: Sequence[Span]) -> list[list[Word]]:
-    """The words of each span: those whose middle (`Word.at`) lies in it; a word in no
-    span goes to the nearest one."""
-    out: list[list[Word]] = [[] for _ in spans]
-    if not spans:
-        return out
-    for word in words:
-        distance = [max(start - word.at, word.at - end, 0.0) for start, end in spans]
-        out[min(range(len(spans)), key=distance.__getitem__)].append(word)
-    return out
-
-
-def to_source_times(t: float, segments: Sequence[Span]) -> float:
-    """A time in the speech segments joined end to end (what the recogniser heard) ->
-    the same instant in the source media."""
-    offset = 0.0
-    for start, end in segments:
-        length = end - start
-        if t < offset + length:
-            return start + (t - offset)
-        offset += length
-    return segments[-1][1] if segments else t

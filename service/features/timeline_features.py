@@ -4,34 +4,31 @@ segment's time range (service.features.timeline says where segments fall).
 - audio: the speech the whole clip's voice activity found inside the segment, encoded
   by the speech encoder as a whole clip's speech is;
 - video: the sampled frames inside the segment, pooled as a whole clip's are;
-- text: the transcript's words inside the segment (Whisper's word times), gated on the
-  recogniser's confidence as a whole transcript is. A client's text has no times: it
-  serves the whole-clip answer, and segments report it as `untimed`. A request with
-  text alone has one segment, the text.
+- text: the segment's own speech, transcribed on its own and gated as a whole clip's
+  transcript is. Each segment is one utterance, as each training clip was; aligning the
+  words of one long transcription to segments instead went wrong on repeated phrases.
+  The whole clip's text is then the accepted segments' transcripts, joined: the speech
+  is transcribed once. A client's text has no times: it serves the whole-clip answer,
+  and segments report it as `untimed`. A request with text alone has one segment.
 
-All segment texts go through the text encoder as one batch.
+All texts go through the text encoder as one batch.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from model.missing import Modality
 from service.errors import PayloadTooLargeError
-from service.features.asr import Transcript, gate
+from service.features.asr import Transcript
 from service.features.audio import AudioOutcome
-from service.features.timeline import (
-    Progress,
-    Span,
-    TimelineSpec,
-    Word,
-    assign_words,
-    cut_speech,
-    fill_gaps,
-)
+from service.features.timeline import Progress, Span, TimelineSpec, cut_speech, fill_gaps
 from service.features.types import AbsentReason, ModalityResult, Sample, SampleFeatures
+from service.features.vad import segments_within
 from service.limits import Limits
 
 if TYPE_CHECKING:
@@ -76,11 +73,8 @@ def extract_timeline(
     t0 = time.perf_counter()
     media, outcome, clip = fx.audio_video(sample, limits)
     report(_DECODED)
-    transcript = _transcript(fx, sample, outcome, limits, report)
-    media_ms = (time.perf_counter() - t0) * 1e3
-    whole_text = fx.texts([sample], [transcript])[0]
-    whole = _row({Modality.TEXT: whole_text, **media}, extract_ms=media_ms)
     if sample.audio is None and sample.video is None:  # text alone: one segment
+        whole = _row({Modality.TEXT: fx.texts([sample], [None])[0], **media})
         report(_SEGMENTED)
         return TimelineFeatures(whole, [TimedFeatures(None, None, whole)], None)
 
@@ -93,16 +87,27 @@ def extract_timeline(
             "send shorter media",
             setting="timeline_max_segments",
         )
+    transcripts = _transcripts(fx, sample, outcome, spans, limits, report)
+    joined = _joined([t for t in transcripts if t is not None])
+    # The whole clip's text and each segment's, encoded together; a segment never
+    # encodes the client's text (it is untimed).
+    per_span = transcripts or [None] * len(spans)
+    untexted = Sample(transcribe=sample.transcribe)
+    texts = fx.texts([sample, *[untexted] * len(spans)], [joined, *per_span])
+    for i in range(len(spans)):
+        if sample.text is not None:
+            texts[1 + i] = _absent_text(fx, AbsentReason.UNTIMED, {"source": "client"})
+        elif transcripts and transcripts[i] is None:  # a window in which no one speaks
+            texts[1 + i] = _absent_text(fx, AbsentReason.NO_SPEECH, {"source": "asr"})
+    whole = _row({Modality.TEXT: texts[0], **media}, (time.perf_counter() - t0) * 1e3)
     if not spans:
         reasons = [r for r in (media[Modality.AUDIO].reason, media[Modality.VIDEO].reason) if r]
         return TimelineFeatures(whole, [], duration, reasons[0] if reasons else None)
 
-    words = transcript.words if transcript is not None else ()
-    texts = _segment_texts(fx, sample, spans, words, whole_text)
     segments: list[TimedFeatures] = []
     for i, (start, end) in enumerate(spans):
         results = {
-            Modality.TEXT: texts[i],
+            Modality.TEXT: texts[1 + i],
             Modality.AUDIO: (
                 fx.audio.between(outcome, start, end) if outcome else media[Modality.AUDIO]
             ),
@@ -113,25 +118,60 @@ def extract_timeline(
     return TimelineFeatures(whole, segments, duration)
 
 
-def _transcript(
+def _transcripts(
     fx: FeatureExtractor,
     sample: Sample,
     audio: AudioOutcome | None,
+    spans: list[Span],
     limits: Limits,
     report: Progress,
-) -> Transcript | None:
-    """The transcript with its words' times, when the sample asked for one."""
+) -> list[Transcript | None]:
+    """Each span's transcript (None where it holds no speech), when the sample asked for
+    one; [] when it did not, or has no speech at all."""
     if not sample.transcribe or sample.text is not None or fx.asr is None:
-        return None
+        return []
     if audio is None or audio.decoded is None:
+        return []
+    out: list[Transcript | None] = []
+    for i, (start, end) in enumerate(spans):
+        speech = segments_within(list(audio.segments), start, end)
+        out.append(
+            fx.asr.transcribe(audio.decoded.samples, speech, max_seconds=limits.max_audio_seconds)
+            if speech
+            else None
+        )
+        report(_DECODED + (_TRANSCRIBED - _DECODED) * (i + 1) / len(spans))
+    return out
+
+
+def _joined(parts: list[Transcript]) -> Transcript | None:
+    """The whole clip's transcript: the accepted segments' texts, in order, with their
+    length-weighted confidence; when none was accepted, all of them, refused."""
+    if not parts:
         return None
-    return fx.asr.transcribe(
-        audio.decoded.samples,
-        list(audio.segments),
-        words=True,
-        max_seconds=limits.max_audio_seconds,  # a timeline transcribes all it accepts
-        on_progress=lambda f: report(_DECODED + (_TRANSCRIBED - _DECODED) * f),
+    accepted = [t for t in parts if t.accepted]
+    used = accepted or parts
+    weights = np.array([max(len(t.text), 1) for t in used], dtype=np.float64)
+    known = [t.avg_logprob for t in used if t.avg_logprob is not None]
+    logprob = float(np.average(known, weights=weights)) if len(known) == len(used) else None
+    ratios = [t.compression_ratio for t in used if t.compression_ratio is not None]
+    return Transcript(
+        text=" ".join(t.text for t in used if t.text),
+        avg_logprob=logprob,
+        no_speech_prob=max((t.no_speech_prob or 0.0 for t in used), default=None),
+        compression_ratio=max(ratios, default=None),
+        speech_s=sum(t.speech_s for t in parts),
+        truncated_s=sum(t.truncated_s for t in parts),
+        reason=None if accepted else parts[0].reason,
+        timings_ms={k: sum(t.timings_ms.get(k, 0.0) for t in parts) for k in ("asr_wait", "asr")},
     )
+
+
+def _absent_text(
+    fx: FeatureExtractor, reason: AbsentReason, details: dict[str, str]
+) -> ModalityResult:
+    length, dim = fx.spec.shape(Modality.TEXT)
+    return ModalityResult.absent(Modality.TEXT, length, dim, reason, details)
 
 
 def _duration(audio: ModalityResult, clip: VideoClip | None) -> float | None:
@@ -140,47 +180,6 @@ def _duration(audio: ModalityResult, clip: VideoClip | None) -> float | None:
         return round(float(clip.duration_s), 3)
     seconds = audio.details.get("duration_s")
     return float(seconds) if seconds is not None else None
-
-
-def _segment_texts(
-    fx: FeatureExtractor,
-    sample: Sample,
-    spans: list[Span],
-    words: tuple[Word, ...],
-    whole: ModalityResult,
-) -> list[ModalityResult]:
-    """Each segment's text modality: its words, gated; or why it has none."""
-    length, dim = fx.spec.shape(Modality.TEXT)
-    out: list[ModalityResult | None] = []
-    accepted: dict[int, tuple[str, dict[str, Any]]] = {}
-    per_span = assign_words(words, spans)
-    for i, inside in enumerate(per_span):
-        reason: str | None
-        details: dict[str, Any]
-        if sample.text is not None:  # the client's text belongs to the whole clip
-            reason, details = AbsentReason.UNTIMED.value, {"source": "client"}
-        elif "transcript" not in whole.details:  # nothing was transcribed
-            reason, details = whole.reason or AbsentReason.NOT_SENT.value, {}
-        else:
-            said = "".join(w.text for w in inside).strip()
-            logprob = sum(w.avg_logprob for w in inside) / len(inside) if inside else None
-            ratio = max((w.compression_ratio for w in inside), default=None)
-            details = {"source": "asr", "transcript": said}
-            if logprob is not None:
-                details["avg_logprob"] = round(logprob, 4)
-            why = gate(fx.asr.spec, said, logprob, ratio) if fx.asr is not None else None
-            reason = None if why is None else why.value
-        if reason is None:
-            accepted[i] = (said[: fx.limits.max_text_chars], details)
-            out.append(None)
-        else:
-            out.append(ModalityResult.absent(Modality.TEXT, length, dim, reason, details))
-    order = sorted(accepted)
-    encoded = fx.text.encode_batch([accepted[i][0] for i in order]) if order else []
-    for i, result in zip(order, encoded, strict=True):
-        result.details = {**accepted[i][1], **result.details}
-        out[i] = result
-    return [r for r in out if r is not None]
 
 
 def _row(

@@ -82,6 +82,11 @@ def speech_seconds(segments: list[Segment]) -> float:
     return float(sum(end - start for start, end in segments))
 
 
+def segments_within(segments: list[Segment], start: float, end: float) -> list[Segment]:
+    """The parts of `segments` inside `[start, end)`."""
+    return [(max(s, start), min(e, end)) for s, e in segments if e > start and s < end]
+
+
 def speech_samples(samples: np.ndarray, segments: list[Segment], sample_rate: int) -> np.ndarray:
     """The speech segments of `samples`, joined in order `(M,)`."""
     parts = [samples[int(s * sample_rate) : int(e * sample_rate)] for s, e in segments]

@@ -79,16 +79,6 @@ class TimelineOptions:
     max_segments: int = 1000
 
 
-@dataclass(frozen=True)
-class _Decision:
-    """A row after the pack's say: the row it reads, the face-expression answer when
-    that answers, and the missing type (None: nothing in the row is usable)."""
-
-    row: SampleFeatures
-    face: Answer | None
-    missing_type: MissingType | None
-
-
 class _TextGroup(Enum):
     """The one group of the text batcher: texts for any pack share a text-encoder call."""
 
@@ -229,7 +219,7 @@ class InferencePipeline:
         for key, ms in features.timings_ms.items():
             timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
 
-        decision = self._decide(sent, pack, features)
+        decision = policy.decide(sent, features, pack)
         self._count_dropped(decision.row)
         if decision.face is not None:  # nothing the pack reads, but a face: it answers
             ticket.queued_for_backbone()  # this request will never reach the batcher
@@ -289,7 +279,7 @@ class InferencePipeline:
         if ticket is not None:
             ticket.queued_for_backbone()
         rows = [features.whole, *(s.row for s in features.segments)]
-        decisions = [self._decide(sent, pack, row) for row in rows]
+        decisions = [policy.decide(sent, row, pack) for row in rows]
         self._count_dropped(decisions[0].row)
         todo = [i for i, d in enumerate(decisions) if d.face is None and d.missing_type]
         outs = await asyncio.gather(*(self.batcher.submit(pack, decisions[i].row) for i in todo))
@@ -324,17 +314,6 @@ class InferencePipeline:
             batch_size=max((o.batch_size for o in outs), default=0),
             timeline=Timeline(segments, features.duration_s, features.reason),
         )
-
-    def _decide(self, sent: Sample, pack: LoadedPack, features: SampleFeatures) -> _Decision:
-        """The pack's say on one extracted row: what it reads, and who answers it."""
-        row = policy.apply_pack(sent, features, pack.modalities)
-        video = features[Modality.VIDEO]
-        face = policy.face_answer(row, video, pack.task, pack.labels, pack.expression_map)
-        if face is not None:  # the expressions answer: the face is what was used
-            face_row = row.with_results({Modality.VIDEO: video})
-            return _Decision(face_row, face, MissingType.VIDEO_ONLY)
-        usable = row.missing_type if any(row.presence) else None
-        return _Decision(row, None, usable)
 
     @staticmethod
     def _prediction(

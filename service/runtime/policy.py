@@ -7,6 +7,8 @@ No I/O and no state: the pipeline calls these in order, and tests call them dire
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -70,6 +72,39 @@ def apply_pack(sent: Sample, features: SampleFeatures, trained: Trained) -> Samp
         if m not in trained and (sent.sent(m) or features[m].present)
     }
     return features.with_results(untrained)
+
+
+class PackView(Protocol):
+    """What `decide` reads of a loaded pack (service.runtime.packs.LoadedPack)."""
+
+    @property
+    def modalities(self) -> Trained: ...
+    @property
+    def task(self) -> Task: ...
+    @property
+    def labels(self) -> Sequence[str]: ...
+    @property
+    def expression_map(self) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A row after the pack's say: the row it reads, the face-expression answer when that
+    answers, and the missing type (None: nothing in the row is usable)."""
+
+    row: SampleFeatures
+    face: Answer | None
+    missing_type: MissingType | None
+
+
+def decide(sent: Sample, features: SampleFeatures, pack: PackView) -> Decision:
+    """The pack's say on one extracted row: what it reads, and who answers it."""
+    row = apply_pack(sent, features, pack.modalities)
+    video = features[Modality.VIDEO]
+    face = face_answer(row, video, pack.task, pack.labels, pack.expression_map)
+    if face is not None:  # the expressions answer: the face is what was used
+        return Decision(row.with_results({Modality.VIDEO: video}), face, MissingType.VIDEO_ONLY)
+    return Decision(row, None, row.missing_type if any(row.presence) else None)
 
 
 def missing_type_of(features: SampleFeatures, pack_name: str, trained: Trained) -> MissingType:

@@ -79,6 +79,23 @@ def test_environment_uses_agreed_names_and_is_valid(
     parsed = settings.from_env(values)
     assert parsed.port == 8000
     assert str(parsed.resolved_packs_dir) == PACKS_DIR
+    assert parsed.jobs_backend.value == "redis"
+
+
+def test_jobs_go_through_the_redis_service(
+    compose: dict[str, Any], service: dict[str, Any]
+) -> None:
+    """Replicas (`--scale mplmm=N`) share jobs: Redis is a service of the file, healthy
+    before the service starts, with its append-only file on a volume, not on the host."""
+    redis = compose["services"]["redis"]
+    assert redis["image"].startswith("redis:7.4.")
+    assert "--appendonly" in redis["command"]
+    assert redis["volumes"] == ["redis-data:/data"]
+    assert "redis-data" in compose["volumes"]
+    assert "ports" not in redis
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert service["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert _environment(service)["MPLMM_REDIS_URL"] == "redis://redis:6379/0"
 
 
 def test_stop_grace_period_covers_the_drain(service: dict[str, Any]) -> None:

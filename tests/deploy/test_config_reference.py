@@ -74,6 +74,6 @@ def test_deploy_files_use_only_agreed_names(agreed_names: set[str]) -> None:
     unknown = {str(p.relative_to(REPO)): sorted(n - agreed_names) for p, n in used.items()}
     assert {p: n for p, n in unknown.items() if n} == {}
     # The check sees the settings where they are set: image, compose, ConfigMap, docs.
-    assert len(used[REPO / "k8s" / "base" / "settings.env"]) == 27
+    assert len(used[REPO / "k8s" / "base" / "settings.env"]) == 31
     assert "MPLMM_EXECUTION_PROVIDER" in used[REPO / "docker-compose.cpu.yml"]
     assert "MPLMM_PACKS_DIR" in used[REPO / "Dockerfile"]

@@ -50,8 +50,14 @@ def queue_depth(tmp_path_factory: pytest.TempPathFactory) -> Docs:
     return kustomize_build(root)
 
 
-def _one(docs: Docs, kind: str) -> dict[str, Any]:
-    [doc] = [d for d in docs if d["kind"] == kind]
+def _one(docs: Docs, kind: str, *, jobs_store: bool = False) -> dict[str, Any]:
+    """The one resource of `kind` of the service, or of its jobs store (Redis, the
+    resources named mplmm-redis*)."""
+    [doc] = [
+        d
+        for d in docs
+        if d["kind"] == kind and d["metadata"]["name"].startswith("mplmm-redis") == jobs_store
+    ]
     return doc
 
 
@@ -83,9 +89,13 @@ def test_rendered_resources_validate(
     assert kinds == [
         "ConfigMap",
         "Deployment",
+        "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
+        "Service",
         "Service",
     ]
     for doc in docs:
@@ -264,3 +274,34 @@ def test_seed_init_container_copies_missing_versions_only(base: Docs, tmp_path: 
     # Idempotent, and no temp dir left for a watcher to trip on.
     _seed(base, bundle, packs, "mplmm-def")
     assert sorted(p.name for p in packs.iterdir()) == ["emotion", "sentiment"]
+
+
+def test_the_jobs_store_is_redis_reached_by_the_service_only(base: Docs) -> None:
+    """MPLMM_JOBS_BACKEND=redis on every replica, pointing at the Redis Service; Redis keeps
+    an append-only file on its own volume, runs non-root on a read-only root, and only the
+    service's pods may connect."""
+    settings = _settings(base)
+    service = _one(base, "Service", jobs_store=True)
+    port = service["spec"]["ports"][0]["port"]
+    assert settings["MPLMM_JOBS_BACKEND"] == "redis"
+    assert settings["MPLMM_REDIS_URL"] == f"redis://{service['metadata']['name']}:{port}/0"
+    deployment = _one(base, "Deployment", jobs_store=True)
+    pod = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert not _one(base, "Service")["spec"]["selector"].items() <= labels.items()
+    [redis] = pod["containers"]
+    assert redis["image"].startswith("redis:7.4.")
+    assert redis["args"][:2] == ["--appendonly", "yes"]
+    assert redis["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [data] = pod["volumes"]
+    pvc = _one(base, "PersistentVolumeClaim", jobs_store=True)
+    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    policy = _one(base, "NetworkPolicy", jobs_store=True)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    [rule] = policy["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": _one(base, "Service")["spec"]["selector"]}}
+    ]
+    assert settings_class().from_env(settings).jobs_backend.value == "redis"

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 
 from service.errors import UnknownJobError
 from service.http.deps import SettingsDep
+from service.http.job_schemas import JobResponse, job_response
 from service.http.predict_input import body_bytes, read_predict_request
 from service.http.responses import error_responses
 from service.http.routers.predict import REQUEST_BODY
-from service.http.schemas import JobResponse, job_response
 from service.runtime.job_service import JobService
 from service.runtime.jobs import JOB_ID_PATTERN, JobRecord
 

@@ -14,25 +14,13 @@ from spoken import SR, spoken, wav_bytes
 
 from model.missing import Modality
 from service.errors import MediaTooLargeError, PayloadTooLargeError
-from service.features.timeline import (
-    TimelineSpec,
-    Word,
-    assign_words,
-    cut_speech,
-    fill_gaps,
-    split_evenly,
-    to_source_times,
-)
+from service.features.timeline import TimelineSpec, cut_speech, fill_gaps, split_evenly
 from service.features.timeline_features import extract_timeline
 from service.features.types import AbsentReason, Sample
 from service.limits import Limits
 
 SPEC = TimelineSpec(min_segment_s=1.0, max_segment_s=10.0, merge_gap_s=0.6, window_s=2.0)
 LONG = Limits().for_long_media(300.0, seconds_setting="timeline_max_seconds")
-
-
-def _word(at: float, text: str = " w", logprob: float = -0.1) -> Word:
-    return Word(at - 0.1, at + 0.1, at, text, logprob, 1.2)
 
 
 # ------------------------------------------------------------------ cutting
@@ -67,21 +55,6 @@ def test_stretches_without_speech_become_windows() -> None:
     # No speech: all windows; a pause shorter than the minimum is no window.
     assert fill_gaps([], 6.1, SPEC) == [(0.0, 2.033), (2.033, 4.067), (4.067, 6.1)]
     assert fill_gaps([(0.0, 2.0), (2.5, 4.0)], 4.0, SPEC) == [(0.0, 2.0), (2.5, 4.0)]
-
-
-def test_words_go_to_the_segment_of_their_middle_or_the_nearest() -> None:
-    words = [_word(0.5, " a"), _word(2.9, " b"), _word(3.4, " c"), _word(9.0, " d")]
-    spans = [(0.0, 3.0), (3.2, 6.0)]
-    got = [[w.text for w in ws] for ws in assign_words(words, spans)]
-    assert got == [[" a", " b"], [" c", " d"]]  # c and d are in no span: nearest
-    assert assign_words(words, []) == []
-
-
-def test_times_in_the_joined_speech_map_back_to_the_source() -> None:
-    segments = [(1.0, 3.0), (5.0, 6.0)]  # the recogniser heard 3 s: 2 s, then 1 s
-    assert to_source_times(0.5, segments) == 1.5
-    assert to_source_times(2.25, segments) == 5.25
-    assert to_source_times(9.0, segments) == 6.0  # past the end: the end
 
 
 def test_long_media_limits_name_the_setting_that_sets_them() -> None:
