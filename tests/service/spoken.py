@@ -25,6 +25,24 @@ SENTENCES = (
 )
 
 
+# Sentences of clear polarity, positive and negative in turn (the spoken minute of the
+# default-bundle tests and bench/timeline.py).
+POLAR = (
+    ("I really love this wonderful day, everything is great.", "positive"),
+    ("This is terrible, I hate it and I am very angry.", "negative"),
+    ("What a fantastic and happy surprise, thank you so much.", "positive"),
+    ("I feel awful and sad, this is the worst day ever.", "negative"),
+    ("This is the best meal I have ever had, it is delicious.", "positive"),
+    ("The service was horrible and the food was disgusting.", "negative"),
+    ("I am so proud of you, you did an amazing job.", "positive"),
+    ("I am so disappointed, everything went wrong again.", "negative"),
+    ("We had a lovely time at the beach, it was perfect.", "positive"),
+    ("He lied to me and I will never forgive him.", "negative"),
+    ("Thank you so much, this is the best gift ever.", "positive"),
+    ("The movie was boring and a complete waste of time.", "negative"),
+)
+
+
 @functools.lru_cache(maxsize=128)
 def _spoken(text: str, voice: str, pitch: int = 50) -> np.ndarray:
     exe = shutil.which("espeak-ng")

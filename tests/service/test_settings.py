@@ -103,3 +103,24 @@ def test_get_settings_is_cached_and_not_built_at_import(monkeypatch: pytest.Monk
         assert get_settings().port == 8123
     finally:
         get_settings.cache_clear()
+
+
+def test_jobs_in_redis_need_its_url() -> None:
+    with pytest.raises(ValidationError, match="MPLMM_REDIS_URL"):
+        Settings.from_env({"MPLMM_JOBS_BACKEND": "redis"})
+    redis = Settings.from_env(
+        {"MPLMM_JOBS_BACKEND": "redis", "MPLMM_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    )
+    assert redis.jobs_backend.value == "redis"
+    with pytest.raises(ValidationError, match="MPLMM_TIMELINE_MIN_SEGMENT_S"):
+        Settings.from_env({"MPLMM_TIMELINE_MIN_SEGMENT_S": "12"})
+
+
+def test_timeline_and_job_limits_are_stretched_and_name_their_settings() -> None:
+    s = Settings.from_env({"MPLMM_TIMELINE_MAX_SECONDS": "300", "MPLMM_JOB_MAX_BYTES": "1000"})
+    assert s.timeline_limits.max_audio_seconds == 300
+    assert s.timeline_limits.max_audio_bytes == s.max_audio_bytes  # /predict's bytes
+    assert s.timeline_limits.setting("max_video_seconds") == "timeline_max_seconds"
+    assert s.job_limits.max_video_bytes == 1000
+    assert s.job_limits.setting("max_audio_bytes") == "job_max_bytes"
+    assert s.max_job_body_bytes > 1000

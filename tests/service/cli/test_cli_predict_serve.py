@@ -57,6 +57,25 @@ def test_predict_prints_the_predict_json(svc_bundle: TinyBundle, tmp_path: Path)
     assert len(body["request_id"]) == 32
 
 
+def test_predict_timeline_prints_it_and_draws_it(svc_bundle: TinyBundle, tmp_path: Path) -> None:
+    wav = tmp_path / "talk.wav"
+    wav.write_bytes(speech_wav(8.0))  # several sentences with pauses
+    png = tmp_path / "talk.png"
+    env = cli_env(svc_bundle, fresh_packs(svc_bundle, tmp_path / "packs"))
+    out = mplmm("predict", "--timeline", "--audio", str(wav), "--plot", str(png), env=env)
+    assert out.returncode == 0, out.stderr
+    timeline = json.loads(out.stdout)["timeline"]
+    assert len(timeline["segments"]) >= 2
+    assert all(s["end_s"] > s["start_s"] for s in timeline["segments"])
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert (width >= 960, height >= 480) == (True, True)
+    no_timeline = mplmm("predict", "--audio", str(wav), "--plot", str(png), env=env)
+    assert no_timeline.returncode == 2
+    assert "--plot needs --timeline" in no_timeline.stderr
+
+
 def test_predict_errors_print_the_error_json(svc_bundle: TinyBundle, tmp_path: Path) -> None:
     env = cli_env(svc_bundle, fresh_packs(svc_bundle, tmp_path / "packs"))
     out = mplmm("predict", "--text", "hi", "--pack", "nope", env=env)
