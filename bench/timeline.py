@@ -158,7 +158,8 @@ def throughput(seconds: float, tmp: Path) -> dict[str, Any]:
     media = {"audio": ("speech.wav", wav(speech), "audio/wav"),
              "video": ("talking.mp4", video, "video/mp4")}  # fmt: skip
     limit = str(int(seconds) + 60)
-    server = serve(tmp, max_audio_seconds=limit, max_video_seconds=limit,
+    # The peer transcribes all the speech too (MPLMM_ASR_MAX_SECONDS), in one decode.
+    server = serve(tmp, max_audio_seconds=limit, max_video_seconds=limit, asr_max_seconds=limit,
                    max_video_frames=str(int(seconds) * 60), request_timeout_s="3600",
                    max_audio_bytes=str(200 * 2**20))  # fmt: skip
     out: dict[str, Any] = {"speech": source, "seconds": seconds, "cores": os.cpu_count(),

@@ -246,6 +246,36 @@ def _to_mono_16k(stereo: np.ndarray, rate: int, field: str) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def declared_seconds(raw: bytes) -> float | None:
+    """The duration a file's header declares, without decoding it: what a job checks
+    before it is queued. None when the header does not say (a WAV written to a pipe) or
+    the file does not open (its decoder says why later)."""
+    kind = sniff_format(raw[:HEAD_BYTES])
+    if kind in _SOUNDFILE:
+        try:
+            info = sf.info(io.BytesIO(raw))
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            return None
+        rate = int(info.samplerate)
+        if rate <= 0:
+            return None
+        if kind is not Format.WAV:
+            return float(info.frames) / rate
+        chunk = _wav_data_chunk(raw)  # libsndfile sizes a WAV from what is there
+        if chunk is None:
+            return None
+        frame_bytes = int(info.channels) * _SAMPLE_BYTES.get(str(info.subtype), 2)
+        return chunk[0] / frame_bytes / rate
+    import av
+
+    try:
+        with av.open(io.BytesIO(raw), mode="r") as container:
+            duration = container.duration
+    except (av.FFmpegError, OSError):
+        return None
+    return float(duration) / av.time_base if duration and duration > 0 else None
+
+
 def decode_audio(
     data: bytes | Path, limits: Limits | None = None, field: str = "audio"
 ) -> DecodedAudio | None:

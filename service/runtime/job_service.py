@@ -3,11 +3,13 @@ on the instance's pipeline, and what the routes call (submit, get, cancel)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
 from model.missing import MODALITIES
-from service.errors import NoUsableModalityError
+from service.errors import MediaTooLargeError, NoUsableModalityError
+from service.features.types import Sample
 from service.runtime.jobs import (
     JobRecord,
     JobRunner,
@@ -77,6 +79,7 @@ class JobService:
             raise NoUsableModalityError(
                 "no modality sent: send at least one of text, audio or video"
             )
+        await asyncio.to_thread(self._check_durations, sample)
         nbytes = sum(len(m) for m in (sample.audio, sample.video) if isinstance(m, bytes))
         record = JobRecord(
             new_job_id(self.instance),
@@ -88,6 +91,24 @@ class JobService:
         await self.store.submit(record, replace(req, pack=pack.name, timeline=True))
         self.runtime.metrics.jobs.labels(outcome="submitted").inc()
         return record
+
+    def _check_durations(self, sample: Sample) -> None:
+        """413 now for media whose header declares more than MPLMM_JOB_MAX_SECONDS, rather
+        than a job that fails when it starts (media whose header does not say is checked
+        as it decodes)."""
+        from service.features.audio_decode import declared_seconds  # soundfile, av
+
+        limits = self.settings.job_limits
+        for field in ("audio", "video"):
+            data = getattr(sample, field)
+            seconds = declared_seconds(data) if isinstance(data, bytes) else None
+            limit = getattr(limits, f"max_{field}_seconds")
+            if seconds is not None and seconds > limit:
+                raise MediaTooLargeError(
+                    field,
+                    f"the header declares {seconds:.1f} s, over the limit of {limit:g} s for a job",
+                    limit=limits.setting(f"max_{field}_seconds"),
+                )
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self.store.get(job_id)

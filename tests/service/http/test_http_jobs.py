@@ -172,16 +172,24 @@ def test_jobs_over_their_limits_are_refused_naming_the_settings(
     svc_bundle: TinyBundle, svc_extractor: Any, tmp_path: Path
 ) -> None:
     with _app(
-        svc_bundle, svc_extractor, tmp_path, job_max_bytes=100_000, job_max_seconds=3
+        svc_bundle, svc_extractor, tmp_path, job_max_bytes=200_000, job_max_seconds=3
     ) as client:
-        big = {"audio": ("big.wav", b"RIFF" + bytes(200_000), "audio/wav")}
+        big = {"audio": ("big.wav", b"RIFF" + bytes(300_000), "audio/wav")}
         r = client.post("/jobs", files=big)
         assert r.status_code == 413
         assert error_of(r)["message"].endswith("(limit set by MPLMM_JOB_MAX_BYTES)")
         assert client.post("/predict", files=big).status_code != 413  # /predict's own limits
-        long = wav_bytes(np.zeros(4 * SR, np.float32))  # 128 kB: over the bytes, too
-        r = client.post("/jobs", files={"audio": ("long.wav", long[:90_000], "audio/wav")})
-        assert r.status_code == 202  # a cut-off header still declares its 4 s
+        four = wav_bytes(np.zeros(4 * SR, np.float32))  # 128 kB: under the bytes limit
+        r = client.post("/jobs", files={"audio": ("four.wav", four, "audio/wav")})
+        assert r.status_code == 413  # the header says 4 s: refused before it is queued
+        assert error_of(r)["message"] == (
+            "audio: the header declares 4.0 s, over the limit of 3 s for a job "
+            "(limit set by MPLMM_JOB_MAX_SECONDS)"
+        )
+        # A WAV written to a pipe declares no length: refused as it decodes.
+        streamed = four[:40] + b"\xff\xff\xff\xff" + four[44:]
+        r = client.post("/jobs", files={"audio": ("pipe.wav", streamed, "audio/wav")})
+        assert r.status_code == 202, r.text
         failed = _poll(client, r.json()["id"], "failed")
         assert failed["error"]["code"] == "media_too_large"
         assert failed["error"]["message"].endswith("(limit set by MPLMM_JOB_MAX_SECONDS)")
