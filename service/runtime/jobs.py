@@ -333,8 +333,14 @@ class JobRunner:
                 log.warning("jobs: cannot claim: %s", exc.message)
                 await asyncio.sleep(2.0)
                 continue
-            if claimed is not None:
+            if claimed is None:
+                continue
+            try:
                 await self._execute(*claimed)
+            except ServiceError as exc:  # the outcome could not be recorded (store away)
+                log.warning("jobs: job %s not recorded: %s", claimed[0].id, exc.message)
+            except Exception:  # a worker must outlive any one job
+                log.exception("jobs: job %s broke its worker", claimed[0].id)
 
     async def _execute(self, record: JobRecord, req: PredictRequest) -> None:
         tracker = self._running[record.id] = _Tracker()

@@ -279,9 +279,9 @@ def test_a_spoken_minute_gives_one_segment_per_sentence_sync_and_as_a_job(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="1.2.0 sentiment: its audio branch reads espeak-ng's synthetic voice as negative "
-    "(0.8-0.95 for every sentence with transcribe=false) and outweighs the words of some "
-    "positive sentences (docs/API.md#timelines); the same words as text are all right",
+    reason="1.2.0 sentiment: its audio branch leans negative on espeak-ng's synthetic voice "
+    "(9 of these 12 sentences with transcribe=false) and outweighs the words of two positive "
+    "ones (docs/API.md#timelines); the same words as text are all right",
 )
 def test_each_sentence_of_the_spoken_minute_gets_its_polarity(
     spoken_minute: tuple[dict, dict],
