@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import harness
 
@@ -48,7 +49,7 @@ def request(port: int, method: str, path: str, body: bytes, ctype: str) -> str:
         resp.read()
         conn.close()
         return str(resp.status)
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         return type(exc).__name__
 
 
@@ -69,7 +70,8 @@ def bodies(tmp: Path) -> list[tuple[bytes, str]]:
 
 
 def pack_version(version: str) -> tuple[bytes, str]:
-    src = REPO / "bundle" / "packs" / "sentiment" / "1.0.0"
+    """An upload of the bundle's sentiment pack as `version`."""
+    src = max((REPO / "bundle" / "packs" / "sentiment").iterdir())  # its one version
     manifest = json.loads((src / "manifest.json").read_text())
     manifest["version"] = version
     weights = (src / "pack.safetensors").read_bytes()
@@ -98,13 +100,9 @@ def plot(samples: list[tuple[float, float, int, int]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--swap-every", type=float, default=5.0)
-    parser.add_argument("--png", type=Path, default=None)
-    args = parser.parse_args()
+def soak(minutes: float, clients: int = 8, swap_every: float = 5.0) -> dict[str, Any]:
+    """Run the soak; its report, with the samples `(s, RSS MB, threads, fds)` under
+    "samples". Also the CI variant's (tests/service/cli/test_soak.py)."""
     with tempfile.TemporaryDirectory(prefix="mplmm-bench-soak-") as tmp_name:
         tmp = Path(tmp_name)
         shutil.copytree(REPO / "bundle" / "packs", tmp / "packs")
@@ -127,39 +125,53 @@ def main() -> int:
 
         def swapper() -> None:
             n = 1
-            while not stop.wait(args.swap_every):
-                body, ctype = pack_version(f"1.0.{n}")
+            while not stop.wait(swap_every):
+                body, ctype = pack_version(f"9.0.{n}")
                 n += 1
                 with lock:
                     swaps[request(server.port, "PUT", "/packs/sentiment", body, ctype)] += 1
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         threads.append(threading.Thread(target=swapper))
         for t in threads:
             t.start()
         samples: list[tuple[float, float, int, int]] = []
         t0 = time.monotonic()
-        while (elapsed := time.monotonic() - t0) < args.minutes * 60:
-            samples.append((elapsed, *proc_sample(server.proc.pid)))
-            time.sleep(1.0)
-        stop.set()
-        for t in threads:
-            t.join()
-        server.stop()
+        try:
+            while (elapsed := time.monotonic() - t0) < minutes * 60:
+                samples.append((elapsed, *proc_sample(server.proc.pid)))
+                time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            server.stop()
     warm = samples[len(samples) // 5]
     end = samples[-1]
     tail = samples[-max(1, len(samples) // 10) :]
     rss_tail = sum(s[1] for s in tail) / len(tail)
-    out = {
-        "minutes": args.minutes,
-        "clients": args.clients,
+    return {
+        "minutes": minutes,
+        "clients": clients,
         "answers": dict(answers),
         "pack_swaps": dict(swaps),
         "after_warm_up": {"rss_mb": round(warm[1], 1), "threads": warm[2], "fds": warm[3]},
         "end": {"rss_mb": round(end[1], 1), "threads": end[2], "fds": end[3]},
         "rss_peak_mb": round(max(s[1] for s in samples), 1),
         "rss_growth_after_warm_up": round(rss_tail / warm[1] - 1, 4),
+        "samples": samples,
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--swap-every", type=float, default=5.0)
+    parser.add_argument("--png", type=Path, default=None)
+    args = parser.parse_args()
+    out = soak(args.minutes, args.clients, args.swap_every)
+    samples = out.pop("samples")
     if args.png is not None:
         plot(samples, args.png)
         out["png"] = str(args.png)

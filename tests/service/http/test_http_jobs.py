@@ -206,6 +206,10 @@ def test_unknown_malformed_lost_and_forgotten_jobs(
         assert lost["error"]["code"] == "job_lost"
         assert "MPLMM_JOBS_BACKEND=memory" in lost["error"]["message"]
         assert client.get("/jobs/not-a-job").status_code == 422
+        for hostile in ("..%2F..%2Fetc%2Fpasswd", "%2e%2e", "0" * 8 + "-" + "0" * 23 + "%00"):
+            r = client.get(f"/jobs/{hostile}")
+            assert r.status_code in (404, 422), hostile  # never a lookup, never a 500
+            assert set(r.json()) == {"error"}
         assert client.post("/jobs", data={"pack": "sentiment"}).status_code == 422
         r = client.post("/jobs", data={"text": "hi", "pack": "sarcasm"})
         assert (r.status_code, error_of(r)["code"]) == (404, "unknown_pack")
