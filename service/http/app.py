@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimit, BodyLimitMiddleware, RequestContextMiddleware
-from service.http.routers import health, metrics, packs, predict
+from service.http.routers import health, metrics, oip, packs, predict
 from service.http.routers import jobs as jobs_router
 from service.http.schemas import prediction_response
 from service.metrics import ServiceMetrics
@@ -65,7 +65,8 @@ def create_app(
     app.state.runtime = rt
     app.state.metrics = rt.metrics
     install_error_handlers(app)
-    for router in (predict.router, jobs_router.router, packs.router, health.router, metrics.router):
+    routers = (predict.router, jobs_router.router, packs.router, health.router, metrics.router)
+    for router in (*routers, oip.router):
         app.include_router(router)
 
     predict_limit = BodyLimit(settings.max_body_bytes, ("max_audio_bytes", "max_video_bytes"))
@@ -78,6 +79,8 @@ def create_app(
             return predict_limit
         if method == "POST" and path == "/jobs":
             return job_limit
+        if method == "POST" and path.startswith("/v2/"):  # feature tensors, not media
+            return predict_limit
         if method == "PUT" and path.startswith("/packs/"):
             return pack_limit
         return None

@@ -1,0 +1,181 @@
+"""The Open Inference Protocol (KServe v2, REST) for clients that extract features
+themselves: each pack is a model whose inputs are the backbone's (`text`, `audio`,
+`video` FP32, `missing_type` INT64) and whose outputs are `scores` [B, K] and `label`
+[B]. Scores are what `/predict` reports for the same features: probabilities for a
+classification pack, the regressed value otherwise. Errors are the protocol's
+`{"error": "..."}`. docs/API.md#open-inference-protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from model.config import Task
+from model.feeds import backbone_feeds
+from service.errors import ServiceError
+from service.http.deps import RuntimeDep
+from service.http.oip_tensors import (
+    HEADER_LENGTH,
+    OipError,
+    input_specs,
+    output_specs,
+    parse_request,
+    response_outputs,
+)
+from service.runtime import policy
+from service.runtime.packs import LoadedPack
+from service.runtime.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+PLATFORM = "onnxruntime_onnx"
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class OipErrorBody(BaseModel):
+    """The protocol's error body."""
+
+    error: str
+
+
+_WHY = {400: "Malformed or mismatched inputs", 404: "Unknown model or version",
+        503: "Not ready"}  # fmt: skip
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": OipErrorBody, "description": _WHY[s]} for s in statuses}
+
+
+def _oip_errors(handler: Handler) -> Handler:
+    """Answer errors as the protocol does: `{"error": message}` with the status."""
+
+    @wraps(handler)
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except OipError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        except ServiceError as exc:
+            return JSONResponse(
+                {"error": exc.message}, status_code=exc.http_status, headers=exc.headers
+            )
+
+    return wrapped
+
+
+def _pack(runtime: ServiceRuntime, name: str, version: str | None = None) -> LoadedPack:
+    pack = runtime.ready_registry().get(name)  # 404 unknown_pack
+    if version is not None and version != pack.version:
+        raise OipError(404, f"model {name} has no version {version}; it serves {pack.version}")
+    return pack
+
+
+def _metadata(runtime: ServiceRuntime, pack: LoadedPack) -> dict[str, Any]:
+    if runtime.backbone is None:
+        raise OipError(503, "not ready")
+    k = len(pack.labels) if pack.task is Task.CLASSIFICATION else 1
+    return {
+        "name": pack.name,
+        "versions": [pack.version],
+        "platform": PLATFORM,
+        "inputs": input_specs(runtime.backbone.lengths, runtime.backbone.dims),
+        "outputs": output_specs(k),
+        "parameters": {
+            "task": pack.task.value,
+            "labels": list(pack.labels),
+            "modalities": list(pack.modality_names),
+        },
+    }
+
+
+@router.get("/health/live", summary="Liveness (Open Inference Protocol)")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Readiness (Open Inference Protocol)", responses=_errors(503))
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    ok = runtime.readiness().ready
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("", summary="Server metadata (Open Inference Protocol)")
+async def server_metadata(request: Request) -> dict[str, Any]:
+    return {"name": "mplmm", "version": request.app.version, "extensions": ["binary_tensor_data"]}
+
+
+@router.get("/models", summary="The models (packs) served, as a listing", responses=_errors(503))
+@_oip_errors
+async def models(runtime: RuntimeDep) -> dict[str, Any]:
+    packs = runtime.ready_registry().all()
+    return {"models": [{"name": p.name, "version": p.version, "state": "READY"} for p in packs]}
+
+
+@router.get(
+    "/models/{name}",
+    summary="A model's metadata: inputs, outputs, labels",
+    responses=_errors(404, 503),
+)
+@router.get(
+    "/models/{name}/versions/{version}",
+    summary="A model version's metadata",
+    responses=_errors(404, 503),
+)
+@_oip_errors
+async def model_metadata(runtime: RuntimeDep, name: str, version: str | None = None) -> Any:
+    return _metadata(runtime, _pack(runtime, name, version))
+
+
+@router.get("/models/{name}/ready", summary="Whether a model is ready", responses=_errors(404, 503))
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    summary="Whether a model version is ready",
+    responses=_errors(404, 503),
+)
+@_oip_errors
+async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None) -> Any:
+    _pack(runtime, name, version)
+    return {"name": name, "ready": True}
+
+
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference on feature tensors (JSON, or the binary tensor data extension)",
+    responses=_errors(400, 404, 503),
+)
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    summary="Inference on one version",
+    responses=_errors(400, 404, 503),
+)
+@_oip_errors
+async def infer(
+    runtime: RuntimeDep, request: Request, name: str, version: str | None = None
+) -> Any:
+    pack = _pack(runtime, name, version)
+    backbone, session = runtime.backbone, runtime.session
+    if backbone is None or session is None:  # only between a swap of runtimes: say not ready
+        raise OipError(503, "not ready")
+    body = await request.body()  # bounded by the body-limit middleware
+    inputs = parse_request(
+        body, request.headers.get(HEADER_LENGTH), backbone.lengths, backbone.dims
+    )
+    f = inputs.features
+    feeds = backbone_feeds(f["text"], f["audio"], f["video"], inputs.missing_type, pack.arrays)
+    out = await asyncio.to_thread(session.run, feeds)  # (B, K)
+    answers = [policy.decode_output(pack.task, pack.labels, row) for row in out]
+    scores = policy.softmax(out) if pack.task is Task.CLASSIFICATION else out
+    body_out: dict[str, Any] = {
+        "model_name": pack.name,
+        "model_version": pack.version,
+        "outputs": response_outputs(scores, [a.label for a in answers], inputs.outputs),
+    }
+    if inputs.request_id is not None:
+        body_out["id"] = inputs.request_id
+    return body_out
