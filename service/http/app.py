@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service.http.errors import install_error_handlers
 from service.http.middleware import BodyLimit, BodyLimitMiddleware, RequestContextMiddleware
-from service.http.routers import health, metrics, oip, packs, predict
+from service.http.routers import health, metrics, oip, packs, page, predict
 from service.http.routers import jobs as jobs_router
 from service.http.schemas import prediction_response
 from service.metrics import ServiceMetrics
@@ -55,19 +56,24 @@ def create_app(
             await jobs.stop()  # a running job goes back to a shared queue, or is lost
             await rt.stop()
 
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, which an offline
+    # cluster cannot reach. /openapi.json is the document; the page at / is the UI.
     app = FastAPI(
         title="mplmm inference service",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = rt
     app.state.metrics = rt.metrics
     install_error_handlers(app)
     routers = (predict.router, jobs_router.router, packs.router, health.router, metrics.router)
-    for router in (*routers, oip.router):
+    for router in (*routers, oip.router, page.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
 
     predict_limit = BodyLimit(settings.max_body_bytes, ("max_audio_bytes", "max_video_bytes"))
     pack_bytes = settings.max_pack_bytes + packs.MAX_MANIFEST_BYTES + 64 * 1024
