@@ -224,16 +224,64 @@ class PackInfo(BaseModel):
 
 
 class PacksResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "default_pack": "sentiment",
+                    "packs": [
+                        {
+                            "name": "sentiment",
+                            "version": "1.2.0",
+                            "task": "classification",
+                            "labels": ["negative", "neutral", "positive"],
+                            "modalities": ["text", "audio"],
+                            "metrics": {"split": "test"},
+                            "training_data": [{"name": "MELD", "licence": "research use"}],
+                            "created": "2026-12-02T10:00:00Z",
+                            "default": True,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     default_pack: str
     packs: list[PackInfo]
 
 
 class PackUploadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pack": {
+                        "name": "sentiment",
+                        "version": "1.2.0",
+                        "task": "classification",
+                        "labels": ["negative", "neutral", "positive"],
+                        "modalities": ["text", "audio"],
+                        "metrics": {"split": "test"},
+                        "training_data": [{"name": "MELD", "licence": "research use"}],
+                        "created": "2026-12-02T10:00:00Z",
+                        "default": True,
+                    },
+                    "previous_version": "1.1.0",
+                }
+            ]
+        }
+    )
+
     pack: PackInfo
     previous_version: str | None = Field(description="the version it replaced, if any")
 
 
 class PackDeleteResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "sarcasm", "removed_version": "1.0.0"}]}
+    )
+
     name: str
     removed_version: str
 

@@ -15,7 +15,17 @@ router = APIRouter(tags=["metrics"])
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "text format 0.0.4"}},
+    responses={
+        200: {
+            "content": {
+                CONTENT_TYPE_LATEST: {
+                    "example": 'predict_requests_total{missing_type="TEXT_ONLY",pack="sentiment",'
+                    'status="200"} 42.0\nqueue_depth 0.0\n'
+                }
+            },
+            "description": "text format 0.0.4",
+        }
+    },
 )
 async def metrics(m: MetricsDep) -> Response:
     return Response(content=generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

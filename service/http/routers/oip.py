@@ -48,8 +48,74 @@ _WHY = {400: "Malformed or mismatched inputs", 404: "Unknown model or version",
         503: "Not ready"}  # fmt: skip
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": OipErrorBody, "description": _WHY[s]} for s in statuses}
+_ERROR_EXAMPLES = {
+    400: "input text must be FP32 [1, 32, 384], got FP32 [1, 5, 384]",
+    404: "no pack named 'sarcasm'; loaded packs: emotion, sentiment",
+    503: "not ready: loading encoders",
+}
+
+
+def _errors(*statuses: int, ok: Any = None) -> dict[int | str, dict[str, Any]]:
+    """The documented answers: `ok` as the 200's example, and the protocol's errors."""
+    out: dict[int | str, dict[str, Any]] = {
+        s: {
+            "model": OipErrorBody,
+            "description": _WHY[s],
+            "content": {"application/json": {"example": {"error": _ERROR_EXAMPLES[s]}}},
+        }
+        for s in statuses
+    }
+    if ok is not None:
+        out[200] = {"content": {"application/json": {"example": ok}}}
+    return out
+
+
+_META_EXAMPLE = {
+    "name": "sentiment",
+    "versions": ["1.2.0"],
+    "platform": "onnxruntime_onnx",
+    "inputs": [
+        {"name": "text", "datatype": "FP32", "shape": [-1, 32, 384]},
+        {"name": "audio", "datatype": "FP32", "shape": [-1, 32, 384]},
+        {"name": "video", "datatype": "FP32", "shape": [-1, 32, 17]},
+        {"name": "missing_type", "datatype": "INT64", "shape": [-1]},
+    ],
+    "outputs": [
+        {"name": "scores", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+    ],
+    "parameters": {
+        "task": "classification",
+        "labels": ["negative", "neutral", "positive"],
+        "modalities": ["text", "audio"],
+    },
+}
+_INFER_EXAMPLE = {
+    "model_name": "sentiment",
+    "model_version": "1.2.0",
+    "id": "r-1",
+    "outputs": [
+        {"name": "scores", "datatype": "FP32", "shape": [1, 3], "data": [0.08, 0.17, 0.75]},
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["positive"]},
+    ],
+}
+_INFER_BODY = {
+    "content": {
+        "application/json": {
+            "example": {
+                "id": "r-1",
+                "inputs": [
+                    {"name": "text", "datatype": "FP32", "shape": [1, 32, 384], "data": [0.0]},
+                    {"name": "missing_type", "datatype": "INT64", "shape": [1], "data": [4]},
+                ],
+                "outputs": [{"name": "scores"}, {"name": "label"}],
+            },
+            "schema": {"type": "object"},
+        }
+    },
+    "description": "the inputs as JSON `data` (above, shortened: every input, every value), "
+    "or through the binary tensor data extension (`Inference-Header-Content-Length`)",
+}
 
 
 def _oip_errors(handler: Handler) -> Handler:
@@ -94,23 +160,43 @@ def _metadata(runtime: ServiceRuntime, pack: LoadedPack) -> dict[str, Any]:
     }
 
 
-@router.get("/health/live", summary="Liveness (Open Inference Protocol)")
+@router.get(
+    "/health/live",
+    summary="Liveness (Open Inference Protocol)",
+    responses=_errors(ok={"live": True}),
+)
 async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Readiness (Open Inference Protocol)", responses=_errors(503))
+@router.get(
+    "/health/ready",
+    summary="Readiness (Open Inference Protocol)",
+    responses=_errors(503, ok={"ready": True}),
+)
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     ok = runtime.readiness().ready
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
-@router.get("", summary="Server metadata (Open Inference Protocol)")
+@router.get(
+    "",
+    summary="Server metadata (Open Inference Protocol)",
+    responses=_errors(
+        ok={"name": "mplmm", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    ),
+)
 async def server_metadata(request: Request) -> dict[str, Any]:
     return {"name": "mplmm", "version": request.app.version, "extensions": ["binary_tensor_data"]}
 
 
-@router.get("/models", summary="The models (packs) served, as a listing", responses=_errors(503))
+@router.get(
+    "/models",
+    summary="The models (packs) served, as a listing",
+    responses=_errors(
+        503, ok={"models": [{"name": "sentiment", "version": "1.2.0", "state": "READY"}]}
+    ),
+)
 @_oip_errors
 async def models(runtime: RuntimeDep) -> dict[str, Any]:
     packs = runtime.ready_registry().all()
@@ -120,23 +206,27 @@ async def models(runtime: RuntimeDep) -> dict[str, Any]:
 @router.get(
     "/models/{name}",
     summary="A model's metadata: inputs, outputs, labels",
-    responses=_errors(404, 503),
+    responses=_errors(404, 503, ok=_META_EXAMPLE),
 )
 @router.get(
     "/models/{name}/versions/{version}",
     summary="A model version's metadata",
-    responses=_errors(404, 503),
+    responses=_errors(404, 503, ok=_META_EXAMPLE),
 )
 @_oip_errors
 async def model_metadata(runtime: RuntimeDep, name: str, version: str | None = None) -> Any:
     return _metadata(runtime, _pack(runtime, name, version))
 
 
-@router.get("/models/{name}/ready", summary="Whether a model is ready", responses=_errors(404, 503))
+@router.get(
+    "/models/{name}/ready",
+    summary="Whether a model is ready",
+    responses=_errors(404, 503, ok={"name": "sentiment", "ready": True}),
+)
 @router.get(
     "/models/{name}/versions/{version}/ready",
     summary="Whether a model version is ready",
-    responses=_errors(404, 503),
+    responses=_errors(404, 503, ok={"name": "sentiment", "ready": True}),
 )
 @_oip_errors
 async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None) -> Any:
@@ -147,12 +237,14 @@ async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None
 @router.post(
     "/models/{name}/infer",
     summary="Inference on feature tensors (JSON, or the binary tensor data extension)",
-    responses=_errors(400, 404, 503),
+    responses=_errors(400, 404, 503, ok=_INFER_EXAMPLE),
+    openapi_extra={"requestBody": _INFER_BODY},
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference on one version",
-    responses=_errors(400, 404, 503),
+    responses=_errors(400, 404, 503, ok=_INFER_EXAMPLE),
+    openapi_extra={"requestBody": _INFER_BODY},
 )
 @_oip_errors
 async def infer(

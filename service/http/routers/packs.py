@@ -47,7 +47,8 @@ _UPLOAD_BODY = {
                         "description": "pack.safetensors",
                     },
                 },
-            }
+            },
+            "example": {"manifest": "<manifest.json>", "weights": "<pack.safetensors>"},
         }
     },
 }

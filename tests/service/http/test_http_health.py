@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,3 +221,31 @@ def test_openapi_documents_both_bodies_examples_and_errors(app: Any) -> None:
     assert ok["examples"][0]["missing_type"]["name"] == "TEXT_ONLY"
     put = spec["paths"]["/packs/{name}"]["put"]
     assert {"401", "403", "409", "422"} <= set(put["responses"])
+
+
+def test_every_operation_has_examples_and_docs_pages_are_off(app: Any) -> None:
+    """Each documented answer and request body carries an example (issue 15, item 4), and
+    the CDN-loading /docs and /redoc pages are not served (the page at / is)."""
+    spec = app.client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def has_example(obj: Any) -> bool:
+        text = json.dumps(obj)
+        refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text)
+        return '"example' in text or any('"example' in json.dumps(schemas[r]) for r in refs)
+
+    missing = [
+        (method, path, status)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        for status, answer in [*op["responses"].items(), ("body", op.get("requestBody"))]
+        if answer is not None and status != "422" and not has_example(answer)
+    ]
+    assert missing == []
+    assert app.client.get("/docs").status_code == 404
+    assert app.client.get("/redoc").status_code == 404
+    page = app.client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/static/app.js" in page.text
+    assert app.client.get("/static/app.js").status_code == 200
