@@ -6,6 +6,7 @@ of the built encoders, random-init packs, exported with `model.export` into a tm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,18 @@ def wait_served(proc: subprocess.Popen[str], base: str, timeout: float = 180) ->
             pass
         time.sleep(0.2)
     raise AssertionError(f"{base} never became ready")
+
+
+@contextlib.contextmanager
+def served(bundle: TinyBundle, packs: Path, **env: str) -> Iterator[str]:
+    """A real `mplmm serve` of `bundle` on a free port with `env` (MPLMM_* names), ready:
+    its base URL; killed on exit."""
+    port = free_port()
+    proc = serve_process(cli_env(bundle, packs, MPLMM_PORT=str(port), **env))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_served(proc, base)
+        yield base
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -12,16 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import (
-    REPO,
-    TinyBundle,
-    cli_env,
-    free_port,
-    fresh_packs,
-    serve_process,
-    speech_wav,
-    wait_served,
-)
+from service_helpers import REPO, TinyBundle, fresh_packs, served, speech_wav
 
 from mplmm.client import (
     AsyncClient,
@@ -38,18 +29,9 @@ TOKEN = "client-token"
 
 @pytest.fixture(scope="module")
 def base(svc_bundle: TinyBundle, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port = free_port()
     packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("client") / "packs")
-    env = cli_env(svc_bundle, packs, MPLMM_PORT=str(port), MPLMM_ASR="off",
-                  MPLMM_ADMIN_TOKEN=TOKEN)  # fmt: skip
-    proc = serve_process(env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_served(proc, url)
+    with served(svc_bundle, packs, MPLMM_ASR="off", MPLMM_ADMIN_TOKEN=TOKEN) as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def test_predict_jobs_and_packs_with_typed_answers(

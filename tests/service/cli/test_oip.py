@@ -10,31 +10,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from service_helpers import (
-    EMOTION_LABELS,
-    TinyBundle,
-    cli_env,
-    free_port,
-    fresh_packs,
-    serve_process,
-    speech_wav,
-    wait_served,
-)
+from service_helpers import EMOTION_LABELS, TinyBundle, fresh_packs, served, speech_wav
 
 tc = pytest.importorskip("tritonclient.http", reason="the dev extra installs tritonclient[http]")
 
 
 @pytest.fixture(scope="module")
 def server(svc_bundle: TinyBundle, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port = free_port()
     packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("oip") / "packs")
-    proc = serve_process(cli_env(svc_bundle, packs, MPLMM_PORT=str(port), MPLMM_ASR="off"))
-    try:
-        wait_served(proc, f"http://127.0.0.1:{port}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    with served(svc_bundle, packs, MPLMM_ASR="off") as url:
+        yield url.removeprefix("http://")  # tritonclient takes host:port
 
 
 def _inputs(arrays: dict[str, np.ndarray], binary: bool) -> list[Any]:

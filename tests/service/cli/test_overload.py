@@ -14,15 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import (
-    TinyBundle,
-    cli_env,
-    free_port,
-    fresh_packs,
-    serve_process,
-    speech_wav,
-    wait_served,
-)
+from service_helpers import TinyBundle, fresh_packs, served, speech_wav
 
 TIMEOUT_S = 2.0
 QUEUE = 4
@@ -30,18 +22,11 @@ QUEUE = 4
 
 @pytest.fixture(scope="module")
 def base(svc_bundle: TinyBundle, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port = free_port()
     packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("overload") / "packs")
-    env = cli_env(svc_bundle, packs, MPLMM_PORT=str(port), MPLMM_ASR="off",
-                  MPLMM_REQUEST_TIMEOUT_S=str(TIMEOUT_S), MPLMM_MAX_QUEUE=str(QUEUE))  # fmt: skip
-    proc = serve_process(env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_served(proc, url)
+    env = {"MPLMM_ASR": "off", "MPLMM_REQUEST_TIMEOUT_S": str(TIMEOUT_S),
+           "MPLMM_MAX_QUEUE": str(QUEUE)}  # fmt: skip
+    with served(svc_bundle, packs, **env) as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def _trickle(port: int, result: dict[str, Any]) -> None:

@@ -11,15 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import (
-    TinyBundle,
-    cli_env,
-    free_port,
-    fresh_packs,
-    serve_process,
-    speech_wav,
-    wait_served,
-)
+from service_helpers import TinyBundle, fresh_packs, served, speech_wav
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the dev extra installs selenium")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -41,16 +33,9 @@ def chrome() -> Any:
 
 @pytest.fixture(scope="module")
 def base(svc_bundle: TinyBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     packs = fresh_packs(svc_bundle, tmp_path_factory.mktemp("page") / "packs")
-    proc = serve_process(cli_env(svc_bundle, packs, MPLMM_PORT=str(port), MPLMM_ASR="off"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_served(proc, url)
+    with served(svc_bundle, packs, MPLMM_ASR="off") as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture
