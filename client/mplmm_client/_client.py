@@ -9,6 +9,7 @@ never reached the server (connection refused or reset before it was sent).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -141,9 +142,33 @@ def _delay(response: httpx.Response | None, attempt: int) -> float:
     return min(seconds, MAX_BACKOFF_S)
 
 
-def _retry(call: _Call[Any], response: httpx.Response) -> bool:
-    """A 503 is retried; not a `/readyz` 503, which is an answer (`Ready.ready` False)."""
-    return response.status_code == 503 and 503 not in call.ok
+def _pause(
+    call: _Call[Any], response: httpx.Response | None, attempt: int, retries: int
+) -> float | None:
+    """How long to wait before trying `call` again, or None when this attempt's outcome
+    stands. `response` None: the request never reached the server. A 503 is retried; not
+    a `/readyz` 503, which is an answer (`Ready.ready` False)."""
+    if attempt >= retries:
+        return None
+    if response is not None and (response.status_code != 503 or 503 in call.ok):
+        return None
+    return _delay(response, attempt)
+
+
+def _request(call: _Call[Any]) -> dict[str, Any]:
+    """httpx's arguments for `call`."""
+    return {
+        "method": call.method,
+        "url": call.path,
+        "data": call.data or None,
+        "files": call.files or None,
+        "headers": call.headers,
+    }
+
+
+def _check_deadline(job: Job, deadline: float | None, timeout: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeoutError(f"job {job.id} still {job.status} after {timeout} s")
 
 
 def _read(call: _Call[T], response: httpx.Response) -> T:
@@ -182,23 +207,16 @@ class Client(_Calls):
         self._http.close()
 
     def _send(self, call: _Call[T]) -> T:
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    data=call.data or None,
-                    files=call.files or None,
-                    headers=call.headers,
-                )
+                response = self._http.request(**_request(call))
             except (httpx.ConnectError, httpx.RemoteProtocolError):
-                if attempt == self.retries:
+                if (pause := _pause(call, None, attempt, self.retries)) is None:
                     raise
-                time.sleep(_delay(None, attempt))
-                continue
-            if not _retry(call, response) or attempt == self.retries:
-                return _read(call, response)
-            time.sleep(_delay(response, attempt))
+            else:
+                if (pause := _pause(call, response, attempt, self.retries)) is None:
+                    return _read(call, response)
+            time.sleep(pause)
         raise AssertionError("unreachable")
 
     def predict(
@@ -234,8 +252,7 @@ class Client(_Calls):
         """Poll a job until it has finished (succeeded, failed, cancelled or lost)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not (job := self.job(job_id)).finished:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status} after {timeout} s")
+            _check_deadline(job, deadline, timeout)
             time.sleep(poll_s)
         return job
 
@@ -280,23 +297,16 @@ class AsyncClient(_Calls):
         await self._http.aclose()
 
     async def _send(self, call: _Call[T]) -> T:
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    data=call.data or None,
-                    files=call.files or None,
-                    headers=call.headers,
-                )
+                response = await self._http.request(**_request(call))
             except (httpx.ConnectError, httpx.RemoteProtocolError):
-                if attempt == self.retries:
+                if (pause := _pause(call, None, attempt, self.retries)) is None:
                     raise
-                await asyncio.sleep(_delay(None, attempt))
-                continue
-            if not _retry(call, response) or attempt == self.retries:
-                return _read(call, response)
-            await asyncio.sleep(_delay(response, attempt))
+            else:
+                if (pause := _pause(call, response, attempt, self.retries)) is None:
+                    return _read(call, response)
+            await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
     async def predict(
@@ -331,8 +341,7 @@ class AsyncClient(_Calls):
     ) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not (job := await self.job(job_id)).finished:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.status} after {timeout} s")
+            _check_deadline(job, deadline, timeout)
             await asyncio.sleep(poll_s)
         return job
 

@@ -223,25 +223,26 @@ class PackInfo(BaseModel):
     default: bool = False
 
 
+_PACK_EXAMPLE: dict[str, Any] = {  # one loaded pack, as /packs and PUT /packs show it
+    "name": "sentiment",
+    "version": "1.2.0",
+    "task": "classification",
+    "labels": ["negative", "neutral", "positive"],
+    "modalities": ["text", "audio"],
+    "metrics": {"split": "test"},
+    "training_data": [{"name": "MELD", "licence": "research use"}],
+    "created": "2026-12-02T10:00:00Z",
+    "default": True,
+}
+
+
 class PacksResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "default_pack": "sentiment",
-                    "packs": [
-                        {
-                            "name": "sentiment",
-                            "version": "1.2.0",
-                            "task": "classification",
-                            "labels": ["negative", "neutral", "positive"],
-                            "modalities": ["text", "audio"],
-                            "metrics": {"split": "test"},
-                            "training_data": [{"name": "MELD", "licence": "research use"}],
-                            "created": "2026-12-02T10:00:00Z",
-                            "default": True,
-                        }
-                    ],
+                    "packs": [_PACK_EXAMPLE],
                 }
             ]
         }
@@ -256,17 +257,7 @@ class PackUploadResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "pack": {
-                        "name": "sentiment",
-                        "version": "1.2.0",
-                        "task": "classification",
-                        "labels": ["negative", "neutral", "positive"],
-                        "modalities": ["text", "audio"],
-                        "metrics": {"split": "test"},
-                        "training_data": [{"name": "MELD", "licence": "research use"}],
-                        "created": "2026-12-02T10:00:00Z",
-                        "default": True,
-                    },
+                    "pack": _PACK_EXAMPLE,
                     "previous_version": "1.1.0",
                 }
             ]

@@ -64,7 +64,6 @@ class RedisJobStore:
         from redis.asyncio import Redis  # the memory backend needs no redis package
 
         self.instance = new_instance_id()
-        self.url = url
         self.max_jobs, self.max_bytes, self.ttl_s = max_jobs, max_bytes, ttl_s
         # A running job's heartbeat lasts this long without a refresh (one per poll).
         self.alive_ms = max(int(heartbeat_s * 1000), 1)
@@ -179,9 +178,6 @@ class RedisJobStore:
         pipe.rpush(_k("queue"), job_id)  # BRPOP takes from the right: it runs next
         await self._call(pipe.execute())
         return True
-
-    async def ping(self) -> None:
-        await self._call(self._redis.ping())
 
     async def close(self) -> None:
         await self._redis.aclose()
