@@ -20,11 +20,12 @@ from service_helpers import REPO, edited_manifest, free_port, wait_served
 UID = 10001  # the image's user (Dockerfile, k8s securityContext)
 TOKEN = "read-only-token"
 
-# $1 the new root, $2 the packs dir; the rest is the command. /root holds this machine's
-# Python (mode 700 there): a tmpfs with only its pyenv, read-only, lets the user reach it,
-# as /opt/python is reachable in the image.
+# $1 the new root, $2 the packs dir, $3 the repository; the rest is the command. /root
+# holds this machine's Python (mode 700 there): a tmpfs with only its pyenv, read-only,
+# lets the user reach it, as /opt/python is reachable in the image. A repository under
+# /tmp (a CI clone) is bound back, read-only, under the new /tmp.
 SCRIPT = r"""
-root=$1; packs=$2; shift 2
+root=$1; packs=$2; repo=$3; shift 3
 mount --bind / "$root"
 mount -o remount,bind,ro "$root"
 mount --rbind /dev "$root/dev"
@@ -32,6 +33,11 @@ mount -t proc proc "$root/proc"
 mount -t tmpfs -o mode=1777,size=1g tmpfs "$root/tmp"
 mkdir "$root/tmp/packs"
 mount --bind "$packs" "$root/tmp/packs"
+case "$repo" in /tmp/*)
+    mkdir -p "$root$repo"
+    mount --bind "$repo" "$root$repo"
+    mount -o remount,bind,ro "$root$repo";;
+esac
 mount -t tmpfs -o mode=755,size=1m tmpfs "$root/root"
 mkdir "$root/root/.pyenv"
 mount --bind /root/.pyenv "$root/root/.pyenv"
@@ -70,7 +76,7 @@ def test_serves_on_a_read_only_root_as_a_non_root_user(tmp_path: Path) -> None:
                sys.executable, "-m", "mplmm.cli", "serve"]  # fmt: skip
     proc = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-ec", SCRIPT, "sh",
-         str(new_root), str(packs), *command],
+         str(new_root), str(packs), str(REPO), *command],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
