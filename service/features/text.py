@@ -32,6 +32,14 @@ class TokenizerKind(StrEnum):
     SENTENCEPIECE = "sentencepiece"  # a sentencepiece .model file
 
 
+class TextPrecision(StrEnum):
+    """The encoder's weights. Part of the spec (and so of the feature-spec hash): packs
+    trained on one precision are refused by a service computing the other."""
+
+    FP32 = "fp32"
+    INT8 = "int8"  # dynamic int8: per-channel int8 MatMul weights, int8 activations per call
+
+
 @dataclass(frozen=True)
 class TextSpec:
     """What the text features are: encoder, tokenizer, sequence length and file hashes."""
@@ -49,16 +57,23 @@ class TextSpec:
     bos_id: int = -1
     eos_id: int = -1
     pad_id: int = 0
+    precision: TextPrecision = TextPrecision.FP32
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tokenizer"] = self.tokenizer.value
+        if self.precision is TextPrecision.FP32:
+            del d["precision"]  # as specs were before int8 existed: their hashes still hold
+        else:
+            d["precision"] = self.precision.value
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextSpec:
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         fields["tokenizer"] = TokenizerKind(fields["tokenizer"])
+        if "precision" in fields:
+            fields["precision"] = TextPrecision(fields["precision"])
         return cls(**fields)
 
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 
 from model.files import sha256_file
 from model.layout import REPO_ENCODERS_DIR
+from service.features.text import TextPrecision
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["text", "face", "speech"],
         default=None,
         help="build (or check) one encoder only (default: all; speech is only verified)",
+    )
+    parser.add_argument(
+        "--text-precision",
+        choices=[p.value for p in TextPrecision],
+        default=TextPrecision.INT8.value,
+        help="the text encoder the spec names: int8 (dynamic quantization, what the default "
+        "packs are trained on) or fp32 (default: %(default)s)",
     )
 
 
@@ -70,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"out": str(args.out)}
     status = 0
     if args.only in (None, "text"):
-        out["text"] = build_text_encoder(args.out, force=args.force)
+        out["text"] = build_text_encoder(
+            args.out, force=args.force, precision=TextPrecision(args.text_precision)
+        )
     if args.only in (None, "face"):
         try:
             out["face"] = _build_face(args.out, force=args.force)
@@ -91,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 # --- --check: torch-free ---------------------------------------------------------------
 
 
-def check_text(out_dir: Path) -> str | None:
+def check_text(out_dir: Path, precision: TextPrecision = TextPrecision.INT8) -> str | None:
     """None when the text build would skip (training.encoders.text.is_built), else why not.
 
     training.encoders.text imports torch only inside the build function, so importing its
@@ -100,7 +110,7 @@ def check_text(out_dir: Path) -> str | None:
     from service.features.text import TEXT_SPEC_FILE
     from training.encoders.text import is_built
 
-    if is_built(out_dir):
+    if is_built(out_dir, precision):
         return None
     if not (out_dir / TEXT_SPEC_FILE).is_file():
         return f"{TEXT_SPEC_FILE} missing"
@@ -160,12 +170,16 @@ def check_speech() -> str | None:
     return None
 
 
-def check(out_dir: Path, only: str | None = None) -> dict[str, str | None]:
+def check(
+    out_dir: Path,
+    only: str | None = None,
+    text_precision: TextPrecision = TextPrecision.INT8,
+) -> dict[str, str | None]:
     """{encoder: None if up to date, else the reason} for the encoders asked for."""
     out_dir = Path(out_dir)
     result: dict[str, str | None] = {}
     if only in (None, "text"):
-        result["text"] = check_text(out_dir)
+        result["text"] = check_text(out_dir, text_precision)
     if only in (None, "face"):
         result["face"] = check_face(out_dir)
     if only in (None, "speech"):
@@ -174,7 +188,7 @@ def check(out_dir: Path, only: str | None = None) -> dict[str, str | None]:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    result = check(args.out, args.only)
+    result = check(args.out, args.only, TextPrecision(args.text_precision))
     up_to_date = all(reason is None for reason in result.values())
     out = {
         "out": str(args.out),

@@ -14,7 +14,7 @@ from service.features.asr import AsrSpec
 from service.features.audio import AudioSpec
 from service.features.spec import FeatureSpec, ModalitySpec, default_video_spec
 from service.features.speech_encoder import SpeechEncoderSpec
-from service.features.text import TextSpec
+from service.features.text import TextPrecision, TextSpec
 from service.features.vad import VadSpec
 from service.features.whisper import WHISPER_TINY_EN
 
@@ -61,6 +61,20 @@ def test_text_weights_are_part_of_the_spec(text_spec: TextSpec) -> None:
     base = FeatureSpec(text_spec, AudioSpec())
     other = dataclasses.replace(text_spec, model_sha256="f" * 64)
     assert FeatureSpec(other, AudioSpec()).sha256() != base.sha256()
+
+
+def test_text_precision_is_part_of_the_spec_and_fp32_hashes_as_before(
+    text_spec: TextSpec,
+) -> None:
+    """int8 features are not fp32 features: packs of one are refused by the other. A fp32
+    spec hashes without the field, as specs did before int8, so its packs stay valid."""
+    assert text_spec.precision is TextPrecision.FP32
+    assert "precision" not in text_spec.to_dict()
+    int8 = dataclasses.replace(text_spec, precision=TextPrecision.INT8)
+    assert int8.to_dict()["precision"] == "int8"
+    assert TextSpec.from_dict(int8.to_dict()) == int8
+    assert TextSpec.from_dict(text_spec.to_dict()) == text_spec
+    assert FeatureSpec(int8, AudioSpec()).sha256() != FeatureSpec(text_spec, AudioSpec()).sha256()
 
 
 def test_shapes_per_modality(text_spec: TextSpec) -> None:

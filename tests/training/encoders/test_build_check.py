@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from model.files import sha256_file
-from service.features.text import TEXT_SPEC_FILE, TextSpec, TokenizerKind
+from service.features.text import TEXT_SPEC_FILE, TextPrecision, TextSpec, TokenizerKind
 from service.features.video_expression import JSON_NAME, ONNX_NAME, PORT_VERSION
 from training.encoders import cli
-from training.encoders.text import LENGTH, MODEL_FILE, TOKENIZER_FILE
+from training.encoders.text import INT8_MODEL_FILE, LENGTH, TOKENIZER_FILE
 
 FACE = {"ONNX_NAME": ONNX_NAME, "JSON_NAME": JSON_NAME, "PORT_VERSION": PORT_VERSION}
 
@@ -40,7 +40,7 @@ print(json.dumps({
 
 def _write_complete(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    (out / MODEL_FILE).write_bytes(b"text onnx " * 100)
+    (out / INT8_MODEL_FILE).write_bytes(b"text onnx " * 100)
     (out / TOKENIZER_FILE).write_text('{"model": "not a real tokenizer"}\n')
     spec = TextSpec(
         name="all-MiniLM-L6-v2",
@@ -48,10 +48,11 @@ def _write_complete(out: Path) -> Path:
         dim=384,
         length=LENGTH,
         tokenizer=TokenizerKind.TOKENIZERS,
-        model_file=MODEL_FILE,
+        model_file=INT8_MODEL_FILE,
         tokenizer_file=TOKENIZER_FILE,
-        model_sha256=sha256_file(out / MODEL_FILE),
+        model_sha256=sha256_file(out / INT8_MODEL_FILE),
         tokenizer_sha256=sha256_file(out / TOKENIZER_FILE),
+        precision=TextPrecision.INT8,
     )
     (out / TEXT_SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict(), "build": {}}))
     onnx = out / FACE["ONNX_NAME"]
@@ -94,7 +95,7 @@ def test_complete_folder_passes_without_importing_torch(folder: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [MODEL_FILE, TOKENIZER_FILE, TEXT_SPEC_FILE, FACE["ONNX_NAME"], FACE["JSON_NAME"]]
+    "name", [INT8_MODEL_FILE, TOKENIZER_FILE, TEXT_SPEC_FILE, FACE["ONNX_NAME"], FACE["JSON_NAME"]]
 )
 def test_deleted_file_fails(folder: Path, name: str) -> None:
     (folder / name).unlink()
@@ -104,7 +105,7 @@ def test_deleted_file_fails(folder: Path, name: str) -> None:
     assert not result["torch"]
 
 
-@pytest.mark.parametrize("name", [MODEL_FILE, TOKENIZER_FILE, FACE["ONNX_NAME"]])
+@pytest.mark.parametrize("name", [INT8_MODEL_FILE, TOKENIZER_FILE, FACE["ONNX_NAME"]])
 def test_corrupted_file_fails(folder: Path, name: str) -> None:
     with (folder / name).open("ab") as f:
         f.write(b"\0")

@@ -1,7 +1,9 @@
-"""`mplmm build-encoders`: the MiniLM ONNX export, its spec and sha256s, idempotence."""
+"""`mplmm build-encoders`: the MiniLM ONNX export and its int8 copy, the spec and sha256s,
+idempotence."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -10,7 +12,13 @@ import numpy as np
 import pytest
 
 from mplmm.cli import main
-from service.features.text import TEXT_SPEC_FILE, TextEncoder, TextSpec, sha256_file
+from service.features.text import (
+    TEXT_SPEC_FILE,
+    TextEncoder,
+    TextPrecision,
+    TextSpec,
+    sha256_file,
+)
 
 pytest.importorskip("torch", reason="the encoder build needs the [build] extra")
 pytestmark = pytest.mark.slow
@@ -30,11 +38,16 @@ def test_export_writes_model_tokenizer_and_spec(built: tuple[Path, dict]) -> Non
     assert (spec.name, spec.dim, spec.length, spec.tokenizer.value) == (
         "all-MiniLM-L6-v2", 384, 32, "tokenizers",
     )  # fmt: skip
-    assert spec.model_sha256 == sha256_file(out / "text.onnx")
+    # The service runs the int8 copy by default; the fp32 export stays beside it.
+    assert (spec.precision, spec.model_file) == (TextPrecision.INT8, "text_int8.onnx")
+    assert spec.model_sha256 == sha256_file(out / "text_int8.onnx")
+    assert (out / "text.onnx").stat().st_size > 2 * (out / "text_int8.onnx").stat().st_size // 3
     assert spec.tokenizer_sha256 == sha256_file(out / "text_tokenizer.json")
     assert json.loads((out / TEXT_SPEC_FILE).read_text()) == record
     assert record["build"]["opset"] == 17
     assert record["build"]["max_abs_diff_vs_torch"] <= record["build"]["atol"] == 1e-4
+    int8 = record["build"]["int8"]
+    assert 0.9 <= int8["min_token_cosine_vs_fp32"] <= int8["mean_token_cosine_vs_fp32"] < 1.0
 
 
 def test_onnx_matches_torch_on_a_new_sentence(built: tuple[Path, dict]) -> None:
@@ -50,10 +63,43 @@ def test_onnx_matches_torch_on_a_new_sentence(built: tuple[Path, dict]) -> None:
     ids = tok(text, return_tensors="pt")
     with torch.no_grad():
         ref = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
-    r = TextEncoder(out).encode(text)
     want = ref.last_hidden_state[0].numpy()  # (n, 384)
+    int8 = TextEncoder(out)
+    fp32_spec = dataclasses.replace(
+        int8.spec,
+        model_file="text.onnx",
+        model_sha256=sha256_file(out / "text.onnx"),
+        precision=TextPrecision.FP32,
+    )
+    r = TextEncoder(out, spec=fp32_spec).encode(text)
     assert r.details["tokens"] == want.shape[0]
     np.testing.assert_allclose(r.features[r.mask], want, atol=1e-4)
+    # int8 is near, not equal: every token's features point the same way.
+    q = int8.encode(text).features[r.mask]
+    cosine = (q * want).sum(1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(want, axis=1))
+    assert cosine.min() > 0.9, cosine
+    assert np.abs(q - want).max() > 1e-3  # it really is another graph
+
+
+def test_a_build_of_the_other_precision_is_not_up_to_date(
+    built: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from training.encoders.text import is_built
+
+    out, record = built
+    for name in ("text.onnx", "text_tokenizer.json", "text_int8.onnx"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    fp32 = dataclasses.replace(
+        TextSpec.from_dict(record["spec"]),
+        model_file="text.onnx",
+        model_sha256=sha256_file(out / "text.onnx"),
+        precision=TextPrecision.FP32,
+    )
+    (tmp_path / TEXT_SPEC_FILE).write_text(json.dumps({"spec": fp32.to_dict()}))
+    assert is_built(tmp_path, TextPrecision.FP32)
+    assert not is_built(tmp_path, TextPrecision.INT8)  # the default build redoes it
+    assert is_built(out, TextPrecision.INT8)
+    assert not is_built(out, TextPrecision.FP32)
 
 
 def test_second_build_is_skipped_and_force_rebuilds(built: tuple[Path, dict]) -> None:
@@ -97,7 +143,7 @@ def test_cli_fails_clearly_without_the_face_build(
     from training.encoders import cli
 
     monkeypatch.setattr(cli.importlib, "import_module", no_face)
-    code = cli.run(cli.argparse.Namespace(out=out, force=False, only="face"))
+    code = cli.run(cli.argparse.Namespace(out=out, force=False, only="face", text_precision="int8"))
     printed = json.loads(capsys.readouterr().out)
     assert code == 1
     assert "face encoder build is not available" in printed["face"]["error"]
