@@ -33,7 +33,7 @@ def _gen(model: MPLMM, target: str, sources: list[torch.Tensor | None], case: in
     parts = [pack.gen_prompt[target]]
     for src_key, src in zip(order, sources, strict=True):
         if src is None:
-            parts.append(torch.zeros(lens[src_key], cfg.d))
+            parts.append(torch.zeros(lens[src_key], cfg.d, device=parts[0].device))
         else:
             conv = pack.gen_map[f"{target}_from_{src_key}"]
             parts.append(conv(src.t().unsqueeze(0))[0].t())
