@@ -4,6 +4,7 @@ and bench/drain.py (run as scripts, so this folder is on sys.path)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -70,11 +71,15 @@ def raw_request(port: int, body: bytes, ctype: str) -> bytes:
 # ------------------------------------------------------------------ server
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Server:
     def __init__(self, bundle: Path, packs: Path, **env: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")}
         child_env.update(
             {
@@ -138,3 +143,72 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class PeerServer:
+    """bench/peer_litserve.py (LitServe) in a child process on a free loopback port, for
+    bench/service.py's comparison. LitServe forks its HTTP server and spawns its worker,
+    which outlive a signal to the parent alone: the child leads its own process group,
+    and `stop` ends that group. Its output goes to `log` (read when it fails to start)."""
+
+    def __init__(self, bundle: Path, packs: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO / "bench" / "peer_litserve.py"),
+                    "--port",
+                    str(self.port),
+                    "--bundle",
+                    str(bundle),
+                    "--packs",
+                    str(packs),
+                ],
+                cwd=REPO,
+                env={k: v for k, v in os.environ.items() if not k.startswith("MPLMM_")},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"peer exited with {self.proc.returncode}: {tail}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:  # refused while starting, 503 while the worker loads
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("peer not ready in time")
+
+    def stop(self) -> None:
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # forked children still in the group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def post_json(port: int, body: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    """One POST /predict with a JSON body, its answer parsed (for parity checks)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        out: dict[str, Any] = json.loads(r.read())
+        return out

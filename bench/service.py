@@ -11,18 +11,28 @@ too). `text_with_asr_16` is the text load at 16 clients while 4 more clients kee
 recogniser busy: what transcription costs text-only traffic. Then the same text load at
 16 clients against a second server with MPLMM_MAX_BATCH_SIZE=1, for the batching ratio.
 
+Two yardsticks for text: a peer, the same computation served by LitServe
+(bench/peer_litserve.py: its HTTP server, queue, worker process and dynamic batching, set
+to our max batch and wait) under the same client loop and texts at 1, 4 and 16 clients,
+its answers checked equal to ours first; and the limit, the text encoder and backbone
+called in this process (bench/text_path.py, the service's own code) at the mean batch
+our server reached at 16 clients, with no HTTP and no queue: what serving could reach.
+
 The bundle: `--bundle DIR` if given; else the repository's bundle/ when it holds
 backbone.onnx; else one exported here (torch, bench only) from a random-init model of
 the MOSI configuration (d=30, 5 layers) with the real feature dims: the same compute as
 a trained bundle of that size, without its accuracy.
 
-    .venv/bin/python bench/service.py [--seconds 6] [--bundle DIR]
+    .venv/bin/python bench/service.py [--seconds 6] [--bundle DIR] [--kinds text,audio]
+                                      [--no-peer]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -30,11 +40,12 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import Server, audio_clip, multipart, raw_request
+from harness import PeerServer, Server, audio_clip, multipart, post_json, raw_request
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -50,6 +61,8 @@ TEXTS = [
     "No, no, no, this cannot be happening right now.",
     "Well, I guess that's one way to look at it.",
 ]
+KINDS = ("text", "audio", "audio_asr", "video", "mixed")
+CLIENTS = (1, 4, 16)
 
 
 # ------------------------------------------------------------------ bundle and media
@@ -193,116 +206,298 @@ def hist_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, A
 
 
 def measure(
-    server: Server,
+    port: int,
     requests: list[bytes],
     clients: int,
     seconds: float,
     max_requests: int,
     background: tuple[list[bytes], int] | None = None,
+    hist: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    asyncio.run(run_load(server.port, requests, clients, 1.0, 4 * clients))  # warm the path
-    before = server.batch_hist()
-    result = asyncio.run(
-        run_load(server.port, requests, clients, seconds, max_requests, background)
-    )
-    result["batches"] = hist_delta(before, server.batch_hist())
+    """One bounded run after a warm-up second; `hist` (our server's batch_size metric)
+    adds the batches of the run. The peer has no such metric: its `batches` is None."""
+    asyncio.run(run_load(port, requests, clients, 1.0, 4 * clients))  # warm the path
+    before = hist() if hist is not None else None
+    result = asyncio.run(run_load(port, requests, clients, seconds, max_requests, background))
+    result["batches"] = None if hist is None or before is None else hist_delta(before, hist())
     return result
 
 
-def main() -> int:
-    # Run as a script, this file's folder comes first on sys.path and `import service`
-    # would find bench/service.py itself; the repository root must win.
-    sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+def text_requests(port: int) -> list[bytes]:
+    return [raw_request(port, json.dumps({"text": t}).encode(), "application/json") for t in TEXTS]
+
+
+# ------------------------------------------------------------------ yardsticks
+
+
+def answers_of(port: int) -> list[dict[str, Any]]:
+    """label and scores for each of TEXTS, one request at a time (the parity check)."""
+    keys = ("label", "scores", "score")
+    return [{k: post_json(port, {"text": t}).get(k) for k in keys} for t in TEXTS]
+
+
+def parity(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the peer answers as we do: labels equal, and the largest score difference."""
+    diffs: list[float] = []
+    for a, b in zip(ours, peer, strict=True):
+        if a["scores"] is not None and b["scores"] is not None:
+            diffs += [abs(a["scores"][k] - b["scores"][k]) for k in a["scores"]]
+        if a["score"] is not None and b["score"] is not None:
+            diffs.append(abs(a["score"] - b["score"]))
+    return {
+        "labels_equal": [a["label"] for a in ours] == [b["label"] for b in peer],
+        "max_abs_diff": max(diffs) if diffs else None,
+    }
+
+
+def run_peer(
+    bundle: Path, packs: Path, tmp: Path, args: argparse.Namespace, ours: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The LitServe peer under the same text load at each client count, after checking
+    that it answers TEXTS as our server did."""
+    peer = PeerServer(bundle, packs, tmp / "peer.log")
+    try:
+        peer.wait_ready()
+        out: dict[str, Any] = {"parity": parity(ours, answers_of(peer.port))}
+        reqs = text_requests(peer.port)
+        for clients in CLIENTS:
+            log.info("peer text x %d clients", clients)
+            out[f"text_{clients}"] = measure(
+                peer.port, reqs, clients, args.seconds, args.max_requests
+            )
+        return out
+    finally:
+        peer.stop()
+
+
+def text_limit(bundle: Path, packs: Path, batch: int, seconds: float) -> dict[str, Any]:
+    """Samples/s of the text encoder plus the backbone called in this process on batches
+    of `batch` texts (TEXTS in turn, as the clients send them): the service's work with
+    no HTTP, no queue and no waiting for a batch to fill. Serial, in one thread: the
+    server overlaps the encoder and the backbone (each batcher has its own thread), so
+    with cores to spare it can pass this figure."""
+    from text_path import TextPath
+
+    path = TextPath.load(bundle, packs)
+    path.answers([TEXTS[i % len(TEXTS)] for i in range(batch)])  # warm-up at this size
+    calls, start = 0, time.perf_counter()
+    while True:
+        first = calls * batch
+        path.answers([TEXTS[(first + i) % len(TEXTS)] for i in range(batch)])
+        calls += 1
+        wall = time.perf_counter() - start
+        if wall >= seconds:
+            break
+    return {
+        "batch": batch,
+        "calls": calls,
+        "seconds": round(wall, 2),
+        "rps": round(calls * batch / wall, 1),
+    }
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=6.0, help="per run (upper bound)")
     parser.add_argument("--max-requests", type=int, default=1500, help="per run (upper bound)")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the LitServe peer")
     args = parser.parse_args()
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    if unknown := sorted(set(args.kinds) - set(KINDS)):
+        parser.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
+    return args
+
+
+def pick_bundle(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    if args.bundle is not None:
+        return args.bundle.resolve(), str(args.bundle)
+    if (REPO / "bundle" / "backbone.onnx").is_file():
+        return REPO / "bundle", "repository bundle/"
+    log.info("no default bundle yet: exporting a MOSI-sized random-init one")
+    source = "random-init MOSI-size backbone (d=30, 5 layers), real feature dims"
+    return build_bundle(tmp / "bundle"), source
+
+
+def peer_name() -> str | None:
+    if importlib.util.find_spec("litserve") is None:
+        return None
+    return f"litserve {importlib.metadata.version('litserve')}"
+
+
+def run_ours(
+    bundle: Path, packs: Path, tmp: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Our server under each kind at 1, 4 and 16 clients (and text beside transcription);
+    also returns its readiness, answers to TEXTS (for the peer's parity) and peak RSS."""
+    audio, audio_source = audio_clip()
+    sys.path.insert(1, str(REPO / "tests" / "service"))  # the tests' face-video maker
+    from service_helpers import face_mp4
+
+    video = face_mp4(tmp, frames=20, fps=10.0)  # 2 s, astronaut pan, no audio track
+
+    def kinds(port: int) -> dict[str, list[bytes]]:
+        text = text_requests(port)
+        clip = {"audio": ("clip.flac", audio, "audio/flac")}
+        body, ctype = multipart({"transcribe": "false"}, clip)
+        aud = [raw_request(port, body, ctype)]
+        body, ctype = multipart({"transcribe": "true"}, clip)
+        aud_asr = [raw_request(port, body, ctype)]
+        body, ctype = multipart({}, {"video": ("face.mp4", video, "video/mp4")})
+        vid = [raw_request(port, body, ctype)]
+        mixed = [text[0], aud[0], text[1], vid[0], text[2], aud[0]]
+        return {"text": text, "audio": aud, "audio_asr": aud_asr, "video": vid, "mixed": mixed}
+
+    results: dict[str, Any] = {}
+    server = Server(bundle, packs)
+    try:
+        ready = server.wait_ready()
+        reqs = kinds(server.port)
+        answers = answers_of(server.port) if "text" in args.kinds else []
+        for kind in args.kinds:
+            for clients in CLIENTS:
+                log.info("%s x %d clients", kind, clients)
+                results[f"{kind}_{clients}"] = measure(
+                    server.port,
+                    reqs[kind],
+                    clients,
+                    args.seconds,
+                    args.max_requests,
+                    hist=server.batch_hist,
+                )
+        if {"text", "audio_asr"} <= set(args.kinds):
+            log.info("text x 16 clients beside 4 transcribing clients")
+            results["text_with_asr_16"] = measure(
+                server.port,
+                reqs["text"],
+                16,
+                args.seconds,
+                args.max_requests,
+                (reqs["audio_asr"], 4),
+                server.batch_hist,
+            )
+        info = {
+            "ready": ready,
+            "answers": answers,
+            "peak_rss_mb": server.peak_rss_mb(),
+            "audio_clip": audio_source,
+        }
+    finally:
+        server.stop()
+    return results, info
+
+
+def run_batch1(bundle: Path, packs: Path, args: argparse.Namespace) -> tuple[dict[str, Any], float]:
+    """Text at 16 clients against a server with MPLMM_MAX_BATCH_SIZE=1; and its peak RSS."""
+    server = Server(bundle, packs, max_batch_size="1")
+    try:
+        server.wait_ready()
+        log.info("text x 16 clients, max batch 1")
+        run = measure(
+            server.port,
+            text_requests(server.port),
+            16,
+            args.seconds,
+            args.max_requests,
+            hist=server.batch_hist,
+        )
+        return run, server.peak_rss_mb()
+    finally:
+        server.stop()
+
+
+def pick(run: dict[str, Any] | None, key: str) -> Any:
+    return None if run is None else run[key]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def summary(
+    runs: dict[str, Any],
+    batch1: dict[str, Any] | None,
+    peer: dict[str, Any] | None,
+    limit: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The flat keys docs and tests read; None for what this run did not measure."""
+    out: dict[str, Any] = {}
+    for prefix, source in (("", runs), ("peer_", peer or {})):
+        for clients in CLIENTS:
+            for key in ("rps", "p50_ms", "p99_ms"):
+                out[f"{prefix}text_{key}_{clients}"] = pick(source.get(f"text_{clients}"), key)
+    out["text_vs_peer_rps_ratio_16"] = ratio(out["text_rps_16"], out["peer_text_rps_16"])
+    out["text_rps_batch1_16"] = pick(batch1, "rps")
+    out["text_batching_ratio_16"] = ratio(out["text_rps_16"], out["text_rps_batch1_16"])
+    out["text_limit_rps"] = pick(limit, "rps")
+    out["text_limit_batch"] = pick(limit, "batch")
+    out["text_rps_16_of_limit"] = ratio(out["text_rps_16"], out["text_limit_rps"])
+    out["audio_rps_16"] = pick(runs.get("audio_16"), "rps")
+    out["audio_asr_rps_16"] = pick(runs.get("audio_asr_16"), "rps")
+    out["audio_asr_p50_ms_1"] = pick(runs.get("audio_asr_1"), "p50_ms")
+    out["text_rps_16_beside_asr"] = pick(runs.get("text_with_asr_16"), "rps")
+    out["text_p99_ms_16_beside_asr"] = pick(runs.get("text_with_asr_16"), "p99_ms")
+    out["video_rps_16"] = pick(runs.get("video_16"), "rps")
+    out["mixed_rps_16"] = pick(runs.get("mixed_16"), "rps")
+    return out
+
+
+def main() -> int:
+    # Run as a script, this file's folder comes first on sys.path and `import service`
+    # would find bench/service.py itself; the repository root must win. The folder stays
+    # last, for bench/text_path.py.
+    bench = REPO / "bench"
+    sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != bench]
+    sys.path.append(str(bench))
+    args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     tmp = Path(tempfile.mkdtemp(prefix="mplmm-bench-"))
     try:
-        if args.bundle is not None:
-            bundle, source = args.bundle, str(args.bundle)
-        elif (REPO / "bundle" / "backbone.onnx").is_file():
-            bundle, source = REPO / "bundle", "repository bundle/"
-        else:
-            log.info("no default bundle yet: exporting a MOSI-sized random-init one")
-            bundle = build_bundle(tmp / "bundle")
-            source = "random-init MOSI-size backbone (d=30, 5 layers), real feature dims"
+        bundle, source = pick_bundle(args, tmp)
         src_packs = bundle / "packs"
-
-        audio, audio_source = audio_clip()
-        sys.path.insert(1, str(REPO / "tests" / "service"))  # the tests' face-video maker
-        from service_helpers import face_mp4
-
-        video = face_mp4(tmp, frames=20, fps=10.0)  # 2 s, astronaut pan, no audio track
-
-        def kinds(port: int) -> dict[str, list[bytes]]:
-            text = [
-                raw_request(port, json.dumps({"text": t}).encode(), "application/json")
-                for t in TEXTS
-            ]
-            clip = {"audio": ("clip.flac", audio, "audio/flac")}
-            body, ctype = multipart({"transcribe": "false"}, clip)
-            aud = [raw_request(port, body, ctype)]
-            body, ctype = multipart({"transcribe": "true"}, clip)
-            aud_asr = [raw_request(port, body, ctype)]
-            body, ctype = multipart({}, {"video": ("face.mp4", video, "video/mp4")})
-            vid = [raw_request(port, body, ctype)]
-            mixed = [text[0], aud[0], text[1], vid[0], text[2], aud[0]]
-            return {"text": text, "audio": aud, "audio_asr": aud_asr, "video": vid, "mixed": mixed}
-
         load_before = os.getloadavg()
-        results: dict[str, Any] = {}
         shutil.copytree(src_packs, tmp / "packs-a")
-        server = Server(bundle, tmp / "packs-a")
-        try:
-            ready = server.wait_ready()
-            reqs = kinds(server.port)
-            for kind in ("text", "audio", "audio_asr", "video", "mixed"):
-                for clients in (1, 4, 16):
-                    log.info("%s x %d clients", kind, clients)
-                    r = measure(server, reqs[kind], clients, args.seconds, args.max_requests)
-                    results[f"{kind}_{clients}"] = r
-            log.info("text x 16 clients beside 4 transcribing clients")
-            results["text_with_asr_16"] = measure(
-                server, reqs["text"], 16, args.seconds, args.max_requests, (reqs["audio_asr"], 4)
-            )
-            peak_rss = server.peak_rss_mb()
-        finally:
-            server.stop()
-
-        shutil.copytree(src_packs, tmp / "packs-b")
-        server1 = Server(bundle, tmp / "packs-b", max_batch_size="1")
-        try:
-            server1.wait_ready()
-            log.info("text x 16 clients, max batch 1")
-            batch1 = measure(
-                server1, kinds(server1.port)["text"], 16, args.seconds, args.max_requests
-            )
-            peak_rss = max(peak_rss, server1.peak_rss_mb())
-        finally:
-            server1.stop()
+        runs, info = run_ours(bundle, tmp / "packs-a", tmp, args)
+        peak_rss = info["peak_rss_mb"]
+        batch1 = None
+        if "text" in args.kinds:
+            shutil.copytree(src_packs, tmp / "packs-b")
+            batch1, rss = run_batch1(bundle, tmp / "packs-b", args)
+            peak_rss = max(peak_rss, rss)
+        name = peer_name()
+        peer, peer_skipped = None, None
+        if "text" not in args.kinds:
+            peer_skipped = "text not among --kinds"
+        elif args.no_peer:
+            peer_skipped = "--no-peer"
+        elif name is None:
+            peer_skipped = "litserve not installed (the dev extra installs it)"
+        else:
+            peer = run_peer(bundle, src_packs, tmp, args, info["answers"])
+        mean_batch = ((runs.get("text_16") or {}).get("batches") or {}).get("mean_batch")
+        limit = None
+        if mean_batch:
+            log.info("limit: text encoder + backbone in process at batch %.0f", mean_batch)
+            limit = text_limit(bundle, src_packs, max(1, round(mean_batch)), args.seconds)
 
         out = {
-            "text_rps_16": results["text_16"]["rps"],
-            "text_p99_ms_16": results["text_16"]["p99_ms"],
-            "text_rps_batch1_16": batch1["rps"],
-            "text_batching_ratio_16": round(results["text_16"]["rps"] / batch1["rps"], 2),
-            "audio_rps_16": results["audio_16"]["rps"],
-            "audio_asr_rps_16": results["audio_asr_16"]["rps"],
-            "audio_asr_p50_ms_1": results["audio_asr_1"]["p50_ms"],
-            "text_rps_16_beside_asr": results["text_with_asr_16"]["rps"],
-            "text_p99_ms_16_beside_asr": results["text_with_asr_16"]["p99_ms"],
-            "video_rps_16": results["video_16"]["rps"],
-            "mixed_rps_16": results["mixed_16"]["rps"],
+            **summary(runs, batch1, peer, limit),
+            "peer_name": name if peer is not None else None,
+            "peer_skipped": peer_skipped,
+            "peer_parity": pick(peer, "parity"),
             "peak_rss_mb": peak_rss,
-            "runs": results,
+            "runs": runs,
             "text_batch1_16": batch1,
-            "execution_provider": ready.get("execution_provider"),
+            "peer_runs": {k: v for k, v in (peer or {}).items() if k != "parity"},
+            "text_limit": limit,
+            "execution_provider": info["ready"].get("execution_provider"),
             "bundle": source,
-            "audio_clip": audio_source,
+            "kinds": args.kinds,
+            "audio_clip": info["audio_clip"],
             "video_clip": "320x240 mp4v, 2 s at 10 fps, astronaut pan, no audio track",
             "seconds_per_run_max": args.seconds,
             "requests_per_run_max": args.max_requests,
