@@ -4,6 +4,9 @@
 (the stage-1 projections and head, which new packs start from). `tune_stage` trains one
 pack on that backbone, evaluates it (report + plots), checks ORT against torch, and
 writes `packs/<name>/<version>/` with its manifest and model card.
+
+Under torchrun every rank trains (`training/distributed.py`); rank 0 alone evaluates and
+writes, and every rank returns its summary once the files are written.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from model.io import load_backbone, save_pack
 from model.layout import BACKBONE_ONNX, PACKS_DIR
 from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
+from training import distributed
 from training.cards import model_card, summary_metrics
 from training.config import PackConfig, RunConfig
 from training.pipeline import ablations, pack_result, pretrain, tune
 from training.report import write_report
 from training.sources import Dataset
+from training.trainer import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +49,17 @@ def machine() -> str:
 
 
 def pretrain_stage(run: RunConfig, ds: Dataset) -> dict[str, Any]:
-    out = Path(run.out)
     t0 = time.perf_counter()
     pretrained, result = pretrain(run, ds)
     seconds = time.perf_counter() - t0
+    return distributed.on_main(lambda: _write_stage1(run, ds, pretrained, result, seconds))
+
+
+def _write_stage1(
+    run: RunConfig, ds: Dataset, pretrained: MPLMM, result: FitResult, seconds: float
+) -> dict[str, Any]:
+    """The backbone (safetensors, ONNX) and the stage-1 pack; the stage's summary."""
+    out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in pretrained.pack.state_dict().items()}
     meta = {"config": json.dumps(pretrained.config.to_dict())}
@@ -84,15 +96,36 @@ def load_stage1(bundle: Path) -> tuple[MulTBackbone, MPLMM]:
 
 
 def tune_stage(run: RunConfig, pack: PackConfig, ds: Dataset) -> dict[str, Any]:
-    out = Path(run.out)
-    backbone, stage1 = load_stage1(out)
+    backbone, stage1 = load_stage1(Path(run.out))
     t0 = time.perf_counter()
     model, fit_result = tune(run, backbone, stage1, ds, desc=f"tune {pack.name}")
     seconds = time.perf_counter() - t0
+    # The ablation variants train too: every rank takes part.
+    ablation = None
+    if pack.ablation != "none":
+        ablation = ablations(run, backbone, stage1, ds, model, pack.ablation)
+
+    def write() -> dict[str, Any]:
+        return _write_pack(run, pack, ds, model, fit_result, ablation, seconds)
+
+    return distributed.on_main(write)
+
+
+def _write_pack(
+    run: RunConfig,
+    pack: PackConfig,
+    ds: Dataset,
+    model: MPLMM,
+    fit_result: FitResult,
+    ablation: dict[str, dict[str, Any]] | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """Evaluate the tuned pack, write its report, files and model card; its summary."""
+    out = Path(run.out)
     result = pack_result(pack.name, model, ds, run.seed)
     result["fit"] = {"best_epoch": fit_result.best_epoch, fit_result.metric: fit_result.best_score}
-    if pack.ablation != "none":
-        result["ablation"] = ablations(run, backbone, stage1, ds, model, pack.ablation)
+    if ablation is not None:
+        result["ablation"] = ablation
     write_report(result, Path(run.eval_out) / pack.name)
     parity = validate_onnx(model, out / BACKBONE_ONNX)
     counts = model.parameter_counts()

@@ -3,7 +3,9 @@ prompts, modality dropout) and prompt tuning (backbone frozen, one pack trained)
 
 AdamW, gradient clipping, linear warm-up then cosine decay, early stopping on a fixed,
 seeded validation pattern, the best weights kept (and checkpointed), progress bars with
-the loss and the validation metric. CPU by default, CUDA when present.
+the loss and the validation metric. CPU by default, CUDA when present. Under torchrun the
+same loop runs on every rank with DistributedDataParallel (`training/distributed.py`):
+`batch_size` is the global batch, split across the ranks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from model.config import Task
 from model.files import atomic_write_bytes
+from training import distributed
 from training.data.cache import FeatureTable
 from training.metrics import classification_metrics, regression_metrics
 from training.patterns import drop_modalities
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 64  # global: split across the ranks under torchrun
     lr: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 0.8  # MulT's clip value
@@ -107,6 +110,8 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    if name == "cuda":
+        return distributed.cuda_device()  # cuda:LOCAL_RANK under torchrun
     return torch.device(name)
 
 
@@ -156,12 +161,16 @@ def fit(
     """Train `params` of `model`; restores the best weights before returning.
 
     `state` returns the tensors worth checkpointing (default: the whole state dict).
+    Under torchrun every rank calls this with the same arguments: each trains on its
+    shard of every batch, rank 0 validates and checkpoints, and all ranks return the same
+    weights and result.
     """
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     model.to(device)
+    net = distributed.wrap(model, device)
     state = state or model.state_dict
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = min(len(train), cfg.epoch_samples) if cfg.epoch_samples > 0 else len(train)
@@ -181,24 +190,34 @@ def fit(
         valid.available, cfg.missing_rate, np.random.default_rng(cfg.seed + 1)
     )
     metric, sign = selection_metric(task)
+
+    def validate() -> dict[str, Any]:
+        return score(task, valid.y, predict(model, valid, valid_types, cfg.eval_batch_size), labels)
+
     best = FitResult(best_epoch=-1, best_score=-math.inf, metric=metric)
     best_state: dict[str, torch.Tensor] = {}
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch")
+    quiet = not distributed.is_main()
+    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=quiet)
     for epoch in bar:
-        model.train()
+        net.train()
+        # The same order and patterns on every rank (same seed); each trains on its shard.
         order = rng.permutation(len(train))[:per_epoch]
         types = drop_modalities(train.available, cfg.missing_rate, rng)
         losses = []
         steps = tqdm(
-            range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False
+            range(0, len(order), cfg.batch_size),
+            desc=f"epoch {epoch}",
+            unit="batch",
+            leave=False,
+            disable=quiet,
         )
         for start in steps:
-            idx = np.sort(order[start : start + cfg.batch_size])
+            idx, share = distributed.shard(np.sort(order[start : start + cfg.batch_size]))
             xs = [torch.from_numpy(a[idx]).to(device) for a in train.x]
             y = torch.from_numpy(train.y[idx]).to(device)
-            out = model(*xs, torch.from_numpy(types[idx]).to(device))
-            loss = _loss(task, out, y)
+            out = net(*xs, torch.from_numpy(types[idx]).to(device))
+            loss = _loss(task, out, y) * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -207,20 +226,22 @@ def fit(
             losses.append(loss.item())
             if len(losses) % 20 == 0:
                 steps.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        val = score(task, valid.y, predict(model, valid, valid_types, cfg.eval_batch_size), labels)
+        losses = distributed.mean_over_ranks(losses)
+        val = distributed.on_main(validate)  # one decision for all ranks
         value = sign * val[metric]
         best.history.append({"epoch": epoch, "loss": float(np.mean(losses)), metric: val[metric]})
         bar.set_postfix(loss=f"{np.mean(losses):.4f}", **{metric: f"{val[metric]:.4f}"})
         if value > best.best_score:
             best.best_epoch, best.best_score = epoch, value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if checkpoint is not None:
+            if checkpoint is not None and distributed.is_main():
                 tensors = {k: v.contiguous().cpu() for k, v in state().items()}
                 atomic_write_bytes(checkpoint, st_save(tensors))  # never a half-written file
         elif epoch - best.best_epoch >= cfg.patience:
             log.info("%s: early stop at epoch %d (best %d)", desc, epoch, best.best_epoch)
             break
     model.load_state_dict(best_state)
+    model.eval()  # as validating left rank 0's; the same mode on every rank
     best.best_score = sign * best.best_score
     best.seconds = time.perf_counter() - t0
     return best
