@@ -1,7 +1,11 @@
 """Time the shipped default bundle's backbone.onnx on onnxruntime (CPU, 2 threads), with a
 real pack fed as inputs, at batch 1, 16 and 64. Prints ONE JSON object.
 
-    .venv/bin/python bench/bundle_forward.py [--bundle bundle] [--pack emotion/1.0.0]
+    .venv/bin/python bench/bundle_forward.py [--bundle bundle] [--pack emotion/1.2.0]
+        [--packs 8]
+
+`--packs P` spreads the rows over P stacked packs (the pack and P - 1 perturbed copies,
+row i on pack i mod P): the cost of one call serving several packs.
 
 `bench/model_forward.py` measures the paper's MOSI-size configuration against its peers;
 this one measures what `mplmm serve` actually runs.
@@ -22,14 +26,15 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.feeds import pack_feed  # noqa: E402
+from model.feeds import backbone_feeds, pack_feed, stack_pack_feeds  # noqa: E402
 from model.manifest import BackboneInfo, read_pack  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "bundle")
-    parser.add_argument("--pack", default="emotion/1.0.0")
+    parser.add_argument("--pack", default="emotion/1.2.0")
+    parser.add_argument("--packs", type=int, default=1, help="stacked packs per call")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     info = BackboneInfo.load(args.bundle / "backbone.json")
@@ -42,16 +47,18 @@ def main() -> int:
         str(args.bundle / "backbone.onnx"), opts, providers=["CPUExecutionProvider"]
     )
     c, load_before, results = info.config, os.getloadavg(), {}
+    packs = stack_pack_feeds(
+        [pack_feed({k: v * (1 + 0.01 * p) for k, v in arrays.items()}) for p in range(args.packs)]
+    )
     for batch in (1, 16, 64):
         rng = np.random.default_rng(0)
-        feed = {
-            name: rng.standard_normal((batch, length, dim)).astype(np.float32)
-            for name, length, dim in zip(
-                ("text", "audio", "video"), c["lengths"], c["dims"], strict=True
-            )
-        }
-        feed["missing_type"] = rng.integers(0, 7, batch).astype(np.int64)  # all types mixed
-        feed.update(pack_feed(arrays))
+        features = [
+            rng.standard_normal((batch, length, dim)).astype(np.float32)
+            for length, dim in zip(c["lengths"], c["dims"], strict=True)
+        ]
+        types = rng.integers(0, 7, batch).astype(np.int64)  # all types mixed
+        index = np.arange(batch, dtype=np.int64) % args.packs
+        feed = backbone_feeds(*features, types, packs, index)
         for _ in range(5):
             session.run(None, feed)
         runs = max(10, 640 // batch)
@@ -68,6 +75,7 @@ def main() -> int:
         "bench": "bundle_forward",
         "backbone": {k: c[k] for k in keys},
         "pack": args.pack,
+        "packs_per_call": args.packs,
         "providers": session.get_providers(),
         "threads": args.threads,
         **results,

@@ -39,10 +39,9 @@ from mplmm_reference import reference_forward  # noqa: E402
 
 from model.config import ModelConfig  # noqa: E402
 from model.export import example_inputs, export_backbone_onnx, ort_session  # noqa: E402
-from model.feeds import pack_feed  # noqa: E402
+from model.feeds import backbone_feeds, pack_feed  # noqa: E402
 from model.mult import MPLMM  # noqa: E402
 
-INPUT_NAMES = ("text", "audio", "video", "missing_type")
 PAUSE_S = 0.05  # after each peer's block: longer than any pool's spin-wait
 PROFILE_CALLS = 5
 
@@ -108,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     one = [x[:1] for x in big]
     feeds = {}
     for name, inputs in (("big", big), ("one", one)):
-        feed = dict(zip(INPUT_NAMES, (x.numpy() for x in inputs), strict=True))
         arrays = {k: v.numpy() for k, v in model.pack.state_dict().items()}
-        feeds[name] = {**feed, **pack_feed(arrays)}
+        feeds[name] = backbone_feeds(*(x.numpy() for x in inputs), pack_feed(arrays))
 
     with tempfile.TemporaryDirectory() as tmp:
         export_backbone_onnx(model, Path(tmp) / "backbone.onnx")

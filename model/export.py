@@ -1,17 +1,19 @@
 """Export of the frozen backbone to ONNX, with pack tensors as graph inputs, and validation.
 
 ONNX contract (input names in `model.feeds`): inputs `text [B,Lt,Dt]`, `audio [B,La,Da]`,
-`video [B,Lv,Dv]` float32, `missing_type [B]` int64, then every pack tensor as an input
-named `pack.<key>` (key as in pack.safetensors); output `output [B,K]`. Only the batch
-axis is dynamic; the opset is pinned. Swapping a pack is feeding other arrays.
+`video [B,Lv,Dv]` float32, `missing_type [B]` int64, `pack_index [B]` int64, then every
+pack tensor stacked on a leading pack axis, named `pack.<key> [P, ...]` (key as in
+pack.safetensors); output `output [B,K]`. Row i runs with pack `pack_index[i]`, so one
+call serves rows of several packs of one K; one pack is P = 1 with an all-zero index.
+The dynamic axes are B, P and K; the opset is pinned. Swapping a pack is feeding other
+arrays.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import logging
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from model.errors import ExportError, ExportValidationError
-from model.feeds import MISSING_TYPE_INPUT, OUTPUT_NAME, PACK_INPUT_PREFIX
+from model.feeds import MISSING_TYPE_INPUT, OUTPUT_NAME, PACK_INDEX_INPUT, PACK_INPUT_PREFIX
 from model.files import sha256_file
 from model.io import save_backbone
 from model.manifest import HEAD_DIM, HEAD_TENSORS, BackboneInfo
@@ -32,6 +34,9 @@ from model.prompts import PromptKind
 log = logging.getLogger(__name__)
 
 BATCH_AXIS = "B"
+PACK_AXIS = "P"
+# Packs beside the model's own in every validation call: rows of three packs in one batch.
+VALIDATION_PACKS = 3
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,13 @@ class OnnxExportSpec:
             for m, length, dim in zip(MODALITIES, c.lengths, c.dims, strict=True)
         }
         inputs[MISSING_TYPE_INPUT] = [BATCH_AXIS]
+        inputs[PACK_INDEX_INPUT] = [BATCH_AXIS]
         pack: dict[str, list[int | str]] = {}
         for k, v in model.pack.state_dict().items():
             shape: list[int | str] = list(v.shape)
             if k in HEAD_TENSORS:
                 shape[HEAD_TENSORS[k]] = HEAD_DIM
-            pack[PACK_INPUT_PREFIX + k] = shape
+            pack[PACK_INPUT_PREFIX + k] = [PACK_AXIS, *shape]
         output = {OUTPUT_NAME: [BATCH_AXIS, HEAD_DIM]}
         return cls(inputs=inputs, pack_inputs=pack, output=output)
 
@@ -67,7 +73,7 @@ class OnnxExportSpec:
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        # Every axis named by a string is dynamic: B (batch) and K (the head's size).
+        # Every axis named by a string is dynamic: B (batch), P (packs), K (the head's size).
         shapes = {**self.inputs, **self.pack_inputs, **self.output}
         return {
             n: {i: x for i, x in enumerate(shape) if isinstance(x, str)}
@@ -85,31 +91,36 @@ class OnnxExportSpec:
         }
 
 
-@contextlib.contextmanager
-def _pack_swapped(pack: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
-    # Put graph inputs where the pack's parameters were, so the trace reads them as inputs.
-    # (torch.func.functional_call refuses to run under the TorchScript tracer.)
-    saved = {}
-    try:
-        for key, value in tensors.items():
-            owner, _, attr = key.rpartition(".")
-            module = pack.get_submodule(owner)
-            saved[key] = (module, attr, module._parameters[attr])
-            module._parameters[attr] = value  # type: ignore[assignment]
-        yield
-    finally:
-        for module, attr, param in saved.values():
-            module._parameters[attr] = param
-
-
-class _PackAsInputs(nn.Module):
+class _StackedPacksAsInputs(nn.Module):
+    # The traced function: features, types, each row's pack, then the stacked pack tensors.
     def __init__(self, model: MPLMM, keys: list[str]) -> None:
         super().__init__()
         self.model, self.keys = model, keys
 
-    def forward(self, text, audio, video, missing_type, *pack_tensors):
-        with _pack_swapped(self.model.pack, dict(zip(self.keys, pack_tensors, strict=True))):
-            return self.model(text, audio, video, missing_type)
+    def forward(self, text, audio, video, missing_type, pack_index, *pack_tensors):
+        packs = dict(zip(self.keys, pack_tensors, strict=True))
+        return self.model(text, audio, video, missing_type, packs, pack_index)
+
+
+def stack_packs(packs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """State dicts of P packs of one shape -> {key: (P, ...)}, the graph's pack inputs."""
+    return {k: torch.stack([p[k].detach() for p in packs]) for k in packs[0]}
+
+
+def perturbed_packs(model: MPLMM, n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """The model's pack and `n - 1` copies with every tensor moved by noise of its own
+    scale: packs of one shape whose outputs differ, to check that each row reads its own."""
+    g = torch.Generator().manual_seed(seed)
+    own = {k: v.detach().clone() for k, v in model.pack.state_dict().items()}
+    out = [own]
+    for _ in range(n - 1):
+        out.append(
+            {
+                k: v + 0.5 * (v.abs().mean() + 0.1) * torch.randn(v.shape, generator=g)
+                for k, v in own.items()
+            }
+        )
+    return out
 
 
 def example_inputs(model: MPLMM, types: list[int], seed: int = 0) -> list[torch.Tensor]:
@@ -138,9 +149,12 @@ def export_backbone_onnx(
     path = Path(path)
     spec = OnnxExportSpec.for_model(model)
     keys = [n.removeprefix(PACK_INPUT_PREFIX) for n in spec.pack_inputs]
-    state = model.pack.state_dict()
-    wrapper = _PackAsInputs(model, keys)
-    args = (*example_inputs(model, [0, 4]), *(state[k].detach() for k in keys))
+    wrapper = _StackedPacksAsInputs(model, keys)
+    # Traced with two packs and three rows (B != P), so neither axis is taken for the
+    # other or specialised to 1.
+    stacked = stack_packs(perturbed_packs(model, 2))
+    index = torch.tensor([0, 1, 1], dtype=torch.int64)
+    args = (*example_inputs(model, [0, 4, 5]), index, *(stacked[k] for k in keys))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     was_training = model.training
@@ -201,15 +215,49 @@ def validate_onnx(
     per_type: int = 2,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Run ORT and torch on every missing type and on a batch mixing all seven.
+    """Run ORT and torch on every missing type and on a batch mixing all seven, each
+    case twice: with the model's pack alone (P = 1), and with rows of several packs in
+    one call (the model's pack and perturbed copies), where torch runs each row with its
+    own pack the plain way (`model.pack` holding that pack's tensors).
 
     Compares the graph's inputs with the spec too. Collects every mismatch and raises
-    ExportValidationError listing them all; returns {case: max |diff|} when all agree.
+    ExportValidationError listing them all; returns {case: max |diff|} when all agree
+    (`<TYPE>` one pack, `<TYPE>+PACKS` several).
     """
     spec = OnnxExportSpec.for_model(model)
     atol = spec.atol if atol is None else atol
     session = ort_session(onnx_path)
-    mismatches: list[str] = []
+    mismatches = _input_mismatches(spec, session)
+    if mismatches:
+        raise ExportValidationError(mismatches)
+    packs = perturbed_packs(model, VALIDATION_PACKS, seed)
+    cases = {t.name: [int(t)] * per_type * VALIDATION_PACKS for t in MissingType}
+    cases["MIXED"] = [int(t) for t in MissingType] * per_type
+    report = {}
+    was_training = model.training  # the reference models share (and set) its backbone
+    try:
+        for case, types in cases.items():
+            inputs = example_inputs(model, types, seed)
+            for name, n_packs in ((case, 1), (f"{case}+PACKS", VALIDATION_PACKS)):
+                index = torch.arange(len(types), dtype=torch.int64) % n_packs
+                want = _torch_rows(model, inputs, packs[:n_packs], index)
+                got = _ort_rows(session, spec, inputs, stack_packs(packs[:n_packs]), index)
+                if got.shape != want.shape:
+                    mismatches.append(f"{name}: output shape {got.shape} != torch {want.shape}")
+                    continue
+                diff = float(np.abs(got - want).max())
+                report[name] = diff
+                if not diff <= atol:
+                    mismatches.append(f"{name}: max |ORT - torch| = {diff:.3g} > atol {atol:g}")
+    finally:
+        model.train(was_training)
+    if mismatches:
+        raise ExportValidationError(mismatches)
+    return report
+
+
+def _input_mismatches(spec: OnnxExportSpec, session: Any) -> list[str]:
+    mismatches = []
     got_inputs = {i.name: list(i.shape) for i in session.get_inputs()}
     want_inputs = {**spec.inputs, **spec.pack_inputs}
     for name in sorted(set(want_inputs) - set(got_inputs)):
@@ -219,32 +267,39 @@ def validate_onnx(
     for name in sorted(set(want_inputs) & set(got_inputs)):
         if [str(x) if isinstance(x, str) else x for x in got_inputs[name]] != want_inputs[name]:
             mismatches.append(f"input {name}: shape {got_inputs[name]} != {want_inputs[name]}")
-    if mismatches:
-        raise ExportValidationError(mismatches)
-    pack = {
-        PACK_INPUT_PREFIX + k: v.detach().cpu().numpy() for k, v in model.pack.state_dict().items()
-    }
-    cases = {t.name: [int(t)] * per_type for t in MissingType}
-    cases["MIXED"] = [int(t) for t in MissingType] * per_type
-    report = {}
-    was_training = model.training
-    model.eval()
-    try:
-        for case, types in cases.items():
-            inputs = example_inputs(model, types, seed)
-            with torch.no_grad():
-                want = model(*inputs).numpy()
-            feed = dict(zip(spec.inputs, (x.numpy() for x in inputs), strict=True))
-            got = session.run(None, {**feed, **pack})[0]
-            if got.shape != want.shape:
-                mismatches.append(f"{case}: output shape {got.shape} != torch {want.shape}")
-                continue
-            diff = float(np.abs(got - want).max())
-            report[case] = diff
-            if not diff <= atol:
-                mismatches.append(f"{case}: max |ORT - torch| = {diff:.3g} > atol {atol:g}")
-    finally:
-        model.train(was_training)
-    if mismatches:
-        raise ExportValidationError(mismatches)
-    return report
+    return mismatches
+
+
+def _torch_rows(
+    model: MPLMM,
+    inputs: list[torch.Tensor],
+    packs: list[dict[str, torch.Tensor]],
+    index: torch.Tensor,
+) -> np.ndarray:
+    """The reference: each pack's rows through a plain model holding that pack."""
+    out: np.ndarray | None = None
+    for p, tensors in enumerate(packs):
+        rows = (index == p).nonzero()[:, 0]
+        own = copy.deepcopy(model.pack)
+        own.load_state_dict(tensors)
+        plain = MPLMM(model.config, model.prompts, backbone=model.backbone, pack=own).eval()
+        with torch.no_grad():
+            got = plain(*(x[rows] for x in inputs)).numpy()
+        if out is None:
+            out = np.zeros((len(index), got.shape[1]), np.float32)
+        out[rows.numpy()] = got
+    assert out is not None
+    return out
+
+
+def _ort_rows(
+    session: Any,
+    spec: OnnxExportSpec,
+    inputs: list[torch.Tensor],
+    stacked: dict[str, torch.Tensor],
+    index: torch.Tensor,
+) -> np.ndarray:
+    feed = dict(zip(spec.inputs, (*(x.numpy() for x in inputs), index.numpy()), strict=True))
+    feed.update({PACK_INPUT_PREFIX + k: v.numpy() for k, v in stacked.items()})
+    out: np.ndarray = session.run(None, feed)[0]
+    return out

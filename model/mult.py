@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.inputs import validate_inputs
+from model.inputs import validate_inputs, validate_stacked_packs
 from model.missing import PRESENCE_TABLE
-from model.prompts import KEYS, GenCase, PromptKind, PromptPack, sources_of
+from model.prompts import KEYS, GenCase, PromptKind, PromptPack, StackedPacks, sources_of
 from model.transformer import Encoder, run_grouped
 
 # Crossmodal transformer names: "{target}_{source}", e.g. "t_a" is t <- a.
@@ -130,28 +131,46 @@ class MPLMM(nn.Module):
         backbone = sum(p.numel() for p in self.backbone.parameters())
         return {"pack": pack, "backbone": backbone, "total": pack + backbone}
 
+    def _stacked(
+        self, packs: Mapping[str, torch.Tensor], pack_index: torch.Tensor | None
+    ) -> StackedPacks:
+        assert pack_index is not None  # validated, or traced with one
+        shapes = {k: tuple(v.shape) for k, v in self.pack.named_parameters()}
+        return StackedPacks(packs, pack_index, shapes)
+
     def forward(
         self,
         text: torch.Tensor,
         audio: torch.Tensor,
         video: torch.Tensor,
         missing_type: torch.Tensor,
+        packs: Mapping[str, torch.Tensor] | None = None,
+        pack_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """text/audio/video float32 `(B, L_m, D_m)`, missing_type int64 `(B,)` -> `(B, K)`."""
+        """text/audio/video float32 `(B, L_m, D_m)`, missing_type int64 `(B,)` -> `(B, K)`.
+
+        Without `packs` every row runs with `self.pack`. With `packs` (every pack tensor
+        stacked on a leading pack axis `(P, ...)`, keyed as in the state dict) and
+        `pack_index (B,)` int64, row i runs with pack `pack_index[i]`: the exported
+        graph's computation, where one call serves several packs.
+        """
         if not torch.jit.is_tracing():  # shapes are fixed when exporting
             validate_inputs(self.config.lengths, self.config.dims, text, audio, video, missing_type)
+            if packs is not None:
+                validate_stacked_packs(self.pack.state_dict(), packs, pack_index, len(text))
+        t = self.pack.tensors() if packs is None else self._stacked(packs, pack_index)
         present = self.presence_table[missing_type]  # (B, 3) float 0/1
         text = F.dropout(text, self.config.embed_dropout, self.training)  # MulT's input dropout
-        xs = self.pack.project([text, audio, video])  # 3 x (B, L_m, d)
+        xs = self.pack.project([text, audio, video], t)  # 3 x (B, L_m, d)
         xs = [x * present[:, m, None, None] for m, x in enumerate(xs)]
         kinds = self.prompts
         if PromptKind.GENERATIVE in kinds:
-            xs = self.pack.generate(xs, present, self.gen_case_table[missing_type])
+            xs = self.pack.generate(xs, present, self.gen_case_table[missing_type], t)
         type_prompts = None
         if kinds & (PromptKind.MISSING_SIGNAL | PromptKind.MISSING_TYPE):
-            sigs = self.pack.signals(present)
+            sigs = self.pack.signals(present, t)
             if PromptKind.MISSING_SIGNAL in kinds:
                 xs = self.pack.add_signals(xs, sigs)
             if PromptKind.MISSING_TYPE in kinds:
-                type_prompts = self.pack.type_prompts(sigs)
-        return self.pack.head(self.backbone(xs, type_prompts))
+                type_prompts = self.pack.type_prompts(sigs, t)
+        return self.pack.head(self.backbone(xs, type_prompts), t)

@@ -10,6 +10,7 @@ three modalities.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,83 @@ from model.config import ModelConfig
 
 # Modality axis order everywhere: text, audio, video.
 KEYS = ("t", "a", "v")
+
+
+class PackTensors:
+    """Where the prompt computations read the pack's tensors: one pack for the whole
+    batch (the module's own parameters: training and torch inference).
+
+    A tensor read with `get` is shared by every row, shape as in the state dict; the
+    computations broadcast it over the batch. `StackedPacks` is the other source, where
+    each row reads its own pack; the computations are written once for both.
+    """
+
+    def __init__(self, pack: nn.Module) -> None:
+        self._params = dict(pack.named_parameters())
+
+    def get(self, key: str) -> torch.Tensor:
+        """The tensor `key` (a state-dict key), shared by every row."""
+        return self._params[key]
+
+    def kernel(self, key: str) -> torch.Tensor:
+        """A 1x1 convolution's weight `(out, in, 1)` as the matrix `(out, in)`."""
+        return self.get(key)[:, :, 0]
+
+    def linear(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`x (B, [L,] in) @ weight.T + bias` with a shared `weight (out, in)`."""
+        return F.linear(x, weight, bias)
+
+    def by_case(self, key: str, cases: torch.Tensor) -> torch.Tensor:
+        """Each row's slice of `key` (a tensor with one slice per GenCase) `(B, ...)`."""
+        return self.get(key)[cases]
+
+
+class StackedPacks(PackTensors):
+    """Several packs in one call: every tensor stacked on a leading pack axis `(P, ...)`
+    and `index (B,)` naming each row's pack. This is what the exported graph computes.
+
+    `get` gathers each row's slice `(B, ...)`, so a row never sees another pack's
+    tensors; one pack for the whole batch is simply P = 1 with an all-zero index.
+    `shapes` (one pack's tensor shapes) keeps every reshape a constant in the graph.
+    """
+
+    def __init__(
+        self,
+        stacked: Mapping[str, torch.Tensor],
+        index: torch.Tensor,
+        shapes: Mapping[str, tuple[int, ...]],
+    ) -> None:
+        self._stacked = dict(stacked)
+        self._index = index
+        self._shapes = shapes
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._stacked[key][self._index]  # (B, ...)
+
+    def kernel(self, key: str) -> torch.Tensor:
+        # The kernel axis goes before the rows are gathered (a reshape, no copy): sliced
+        # after, it is an element-wise gather of every row's weights, 20% of a call.
+        out, inp, _ = self._shapes[key]
+        return self._stacked[key].reshape(-1, out, inp)[self._index]  # (B, out, in)
+
+    def linear(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-row `weight (B, out, in)` and `bias (B, out)`: one batched matmul."""
+        rows = x if x.dim() == 3 else x[:, None, :]  # (B, L, in)
+        y = rows @ weight.transpose(-1, -2)  # (B, L, out)
+        if bias is not None:
+            y = y + bias[:, None, :]
+        return y if x.dim() == 3 else y[:, 0]
+
+    def by_case(self, key: str, cases: torch.Tensor) -> torch.Tensor:
+        # One gather over the (pack, case) pairs flattened: row i reads slice
+        # index[i] * n_cases + cases[i], never the other cases of its pack.
+        n_cases, *rest = self._shapes[key]
+        flat = self._stacked[key].reshape(-1, *rest)  # (P * n_cases, ...)
+        return flat[self._index * n_cases + cases]
 
 
 def sources_of(m: int) -> tuple[int, int]:
@@ -96,13 +174,18 @@ class PromptPack(nn.Module):
             {k: nn.Parameter(nn.init.xavier_normal_(torch.empty(d, 2 * d))) for k in KEYS}
         )
 
-    def project(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def tensors(self) -> PackTensors:
+        """This pack's own parameters as the source of every prompt computation."""
+        return PackTensors(self)
+
+    def project(self, xs: list[torch.Tensor], t: PackTensors) -> list[torch.Tensor]:
         """Raw `(B, L_m, D_m)` -> projected `(B, L_m, d)` per modality (a 1x1 conv)."""
-        projs = (self.proj_t, self.proj_a, self.proj_v)
-        return [x @ p.weight[:, :, 0].t() for x, p in zip(xs, projs, strict=True)]
+        return [
+            t.linear(x, t.kernel(f"proj_{key}.weight")) for x, key in zip(xs, KEYS, strict=True)
+        ]
 
     def generate(
-        self, xs: list[torch.Tensor], present: torch.Tensor, cases: torch.Tensor
+        self, xs: list[torch.Tensor], present: torch.Tensor, cases: torch.Tensor, t: PackTensors
     ) -> list[torch.Tensor]:
         """Missing Modality Generation Module, batched.
 
@@ -115,47 +198,48 @@ class PromptPack(nn.Module):
         b = xs[0].shape[0]
         for m, key in enumerate(KEYS):
             s1, s2 = sources_of(m)
-            f1 = self._map(m, s1, xs[s1]) * present[:, s1, None, None]  # (B, L_s1, d)
-            f2 = self._map(m, s2, xs[s2]) * present[:, s2, None, None]  # (B, L_s2, d)
-            prompt = self.gen_prompt[key].expand(b, -1, -1)  # (B, l_p, d)
+            f1 = self._map(m, s1, xs[s1], t) * present[:, s1, None, None]  # (B, L_s1, d)
+            f2 = self._map(m, s2, xs[s2], t) * present[:, s2, None, None]  # (B, L_s2, d)
+            prompt = t.get(f"gen_prompt.{key}").expand(b, -1, -1)  # (B, l_p, d)
             seq = torch.cat([prompt, f1, f2], dim=1)  # (B, l_p + L_s1 + L_s2, d)
-            fuse = self.gen_fuse[key]
-            w = fuse.weight[cases[:, m]]  # (B, L_m, l_p + L_s1 + L_s2)
-            bias = fuse.bias[cases[:, m]]  # (B, L_m)
+            w = t.by_case(f"gen_fuse.{key}.weight", cases[:, m])  # (B, L_m, l_p + L_s1 + L_s2)
+            bias = t.by_case(f"gen_fuse.{key}.bias", cases[:, m])  # (B, L_m)
             gen = torch.baddbmm(bias[:, :, None], w, seq)  # (B, L_m, d)
             out.append(torch.where(present[:, m, None, None] > 0, xs[m], gen))
         return out
 
-    def _map(self, m: int, s: int, x: torch.Tensor) -> torch.Tensor:
-        conv = self.gen_map[f"{KEYS[m]}_from_{KEYS[s]}"]
-        return F.linear(x, conv.weight[:, :, 0], conv.bias)  # (B, L_s, d)
+    def _map(self, m: int, s: int, x: torch.Tensor, t: PackTensors) -> torch.Tensor:
+        name = f"gen_map.{KEYS[m]}_from_{KEYS[s]}"
+        return t.linear(x, t.kernel(f"{name}.weight"), t.get(f"{name}.bias"))  # (B, L_s, d)
 
-    def signals(self, present: torch.Tensor) -> list[torch.Tensor]:
+    def signals(self, present: torch.Tensor, t: PackTensors) -> list[torch.Tensor]:
         """Per modality `(B, d)`: its missing-signal prompt for each row's state."""
         out = []
         for m, key in enumerate(KEYS):
             p = present[:, m, None]  # (B, 1)
-            sig = self.signal[key]  # (2, d): real, generated
-            out.append(p * sig[0] + (1.0 - p) * sig[1])
+            sig = t.get(f"signal.{key}")  # (2, d) or (B, 2, d): real, generated
+            out.append(p * sig[..., 0, :] + (1.0 - p) * sig[..., 1, :])
         return out
 
     def add_signals(self, xs: list[torch.Tensor], sigs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Add each modality's missing-signal prompt to every time step."""
         return [x + s[:, None, :] for x, s in zip(xs, sigs, strict=True)]
 
-    def type_prompts(self, sigs: list[torch.Tensor]) -> torch.Tensor:
+    def type_prompts(self, sigs: list[torch.Tensor], t: PackTensors) -> torch.Tensor:
         """Missing-type prompts `(B, 3, l_p, 2d)`: P_MT[m] @ M_P, M_P = sum_k diag(s_k) W_k."""
         m_p = sum(
-            s[:, :, None] * self.type_w[k][None] for s, k in zip(sigs, KEYS, strict=True)
+            s[:, :, None] * t.get(f"type_w.{k}") for s, k in zip(sigs, KEYS, strict=True)
         )  # (B, d, 2d)
         three, lp, d = self.type_prompt.shape
-        prompts = self.type_prompt.reshape(1, three * lp, d) @ m_p  # (B, 3 l_p, 2d)
+        prompts = t.get("type_prompt").reshape(-1, three * lp, d) @ m_p  # (B, 3 l_p, 2d)
         return prompts.reshape(-1, three, lp, 2 * d)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
+    def head(self, h: torch.Tensor, t: PackTensors) -> torch.Tensor:
         """Residual MLP over the concatenated last steps `(B, 6d)` -> `(B, K)`."""
-        hidden = F.dropout(F.relu(self.proj1(h)), self.config.out_dropout, self.training)
-        return self.out_layer(self.proj2(hidden) + h)
+        hidden = F.relu(t.linear(h, t.get("proj1.weight"), t.get("proj1.bias")))
+        hidden = F.dropout(hidden, self.config.out_dropout, self.training)
+        out = t.linear(hidden, t.get("proj2.weight"), t.get("proj2.bias")) + h
+        return t.linear(out, t.get("out_layer.weight"), t.get("out_layer.bias"))
 
 
 class _WeightBias(nn.Module):

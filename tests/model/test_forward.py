@@ -68,6 +68,27 @@ def test_rows_do_not_interact(model: MPLMM) -> None:
     torch.testing.assert_close(full[2:3], single, atol=ATOL, rtol=0)
 
 
+def test_rows_of_several_packs_each_match_the_reference_with_their_own_pack(config) -> None:
+    # The exported graph's computation: stacked pack tensors, each row reads its own.
+    torch.manual_seed(4)
+    models = [MPLMM(config).eval()]
+    models += [MPLMM(config, backbone=models[0].backbone).eval() for _ in range(2)]
+    types = [0, 1, 2, 3, 4, 5, 6, 2, 5]
+    text, audio, video = make_inputs(config, len(types), seed=1)
+    mt = torch.tensor(types, dtype=torch.int64)
+    index = torch.tensor([1, 0, 2, 2, 1, 0, 1, 0, 2], dtype=torch.int64)
+    states = [m.pack.state_dict() for m in models]
+    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+    with torch.no_grad():
+        got = models[0](text, audio, video, mt, stacked, index)
+        for p, m in enumerate(models):
+            rows = index == p
+            want = reference_forward(m, text[rows], audio[rows], video[rows], mt[rows])
+            torch.testing.assert_close(got[rows], want, atol=ATOL, rtol=0)
+            plain = m(text[rows], audio[rows], video[rows], mt[rows])
+            torch.testing.assert_close(got[rows], plain, atol=ATOL, rtol=0)
+
+
 def test_absent_modality_values_are_ignored(model: MPLMM) -> None:
     # Presence comes from missing_type alone: garbage in an absent modality changes nothing.
     text, audio, video = make_inputs(model.config, 7)

@@ -78,3 +78,37 @@ def test_presence_with_no_modality_is_a_typed_error() -> None:
     assert types_from_presence(presence[[0, 2]]).tolist() == [4, 1]
     with pytest.raises(ValueError, match=r"presence must have shape \(B, 3\)"):
         types_from_presence(np.ones((2, 2)))
+
+
+def _stacked(model: MPLMM, n: int = 2) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([v] * n) for k, v in model.pack.state_dict().items()}
+
+
+def test_stacked_packs_are_checked_before_compute(model) -> None:
+    args = _args(model)
+    index = torch.tensor([0, 1, 1])
+    with pytest.raises(InputShapeError, match=r"pack_index: expected values in \[0, 1\]"):
+        model(*args, _stacked(model), torch.tensor([0, 2, 1]))
+    with pytest.raises(InputShapeError, match=r"pack_index: expected shape \(3,\), got \(2,\)"):
+        model(*args, _stacked(model), torch.tensor([0, 1]))
+    with pytest.raises(InputDtypeError, match="pack_index: expected int64, got int32"):
+        model(*args, _stacked(model), index.int())
+    with pytest.raises(InputShapeError, match="pack_index: required with stacked packs"):
+        model(*args, _stacked(model))
+    missing = _stacked(model)
+    del missing["signal.t"]
+    with pytest.raises(InputShapeError, match=r"missing tensors \['signal.t'\]"):
+        model(*args, missing, index)
+    unstacked = {**_stacked(model), "signal.t": model.pack.signal["t"].detach()}
+    with pytest.raises(InputShapeError, match=r"pack signal.t: expected shape \(2, \*\(2, 8\)\)"):
+        model(*args, unstacked, index)
+
+
+def test_stacked_packs_may_have_another_head_size(model) -> None:
+    # K is the packs' own (one K for the call), not the model's pack's.
+    stacked = _stacked(model)
+    stacked["out_layer.weight"] = torch.zeros(2, 5, 48)
+    stacked["out_layer.bias"] = torch.zeros(2, 5)
+    with torch.no_grad():
+        out = model(*_args(model), stacked, torch.tensor([0, 1, 1]))
+    assert out.shape == (3, 5)

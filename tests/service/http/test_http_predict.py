@@ -56,6 +56,7 @@ def reference_scores(
         "audio": fb.audio * fb.present[:, 1, None, None],
         "video": fb.video * fb.present[:, 2, None, None],
         "missing_type": np.array([types], dtype=np.int64),
+        "pack_index": np.zeros(1, dtype=np.int64),  # the one pack fed
         **pack_feed(arrays),
     }
     return softmax(session.run(feeds))[0]

@@ -128,6 +128,7 @@ def direct_score(
         "audio": fb.audio * fb.present[:, 1, None, None],
         "video": fb.video * fb.present[:, 2, None, None],
         "missing_type": np.array([missing_type], dtype=np.int64),
+        "pack_index": np.zeros(1, dtype=np.int64),  # the one pack fed
         **pack_feed(arrays),
     }
     (out,) = session.run(["output"], feeds)

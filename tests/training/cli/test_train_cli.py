@@ -104,6 +104,8 @@ def test_pretrain_tune_eval_export(workdir: Path, capsys: pytest.CaptureFixture[
     assert main(["export", "--bundle", str(bundle), "--pack-dir", str(pack_dir)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert max(out[str(pack_dir)].values()) <= 1e-4
+    assert "MIXED+PACKS" in out[str(pack_dir)]  # rows of several packs in one call
+    assert out["max_diff"]["mixed_packs"] <= 1e-4
 
 
 def test_bad_config_and_unknown_pack(workdir: Path) -> None:
