@@ -21,6 +21,7 @@ class Stage(StrEnum):
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_PACKS_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 
 
 class ServiceMetrics:
@@ -45,6 +46,13 @@ class ServiceMetrics:
             "batch_size",
             "Rows per onnxruntime call made by the dynamic batcher.",
             buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.packs_per_batch = Histogram(
+            "packs_per_batch",
+            "Pack versions per onnxruntime call: 1 for a call of one pack, more when "
+            "packs of one shape share a call (MPLMM_MIX_PACKS).",
+            buckets=_PACKS_BUCKETS,
             registry=self.registry,
         )
         self.queue_depth = Gauge(
@@ -100,6 +108,11 @@ class ServiceMetrics:
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
+
+    def observe_batch(self, rows: int, packs: int) -> None:
+        """One onnxruntime call of the backbone batcher: its rows and its pack versions."""
+        self.batch_size.observe(rows)
+        self.packs_per_batch.observe(packs)
 
     def count_request(self, pack: str, missing_type: str, status: int) -> None:
         """One finished /predict request. `pack` is a loaded pack's name or "unknown",

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=0, ge=0)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_wait_ms: float = Field(default=5.0, ge=0)
+    mix_packs: bool = Field(
+        default=True,
+        description="rows of several packs of one shape may share one backbone call",
+    )
     max_queue: int = Field(default=256, ge=1)
     max_inflight_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1, description="body bytes admitted at once"

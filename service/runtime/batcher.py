@@ -1,9 +1,21 @@
 """Dynamic batching in front of onnxruntime.
 
-Requests are grouped by key (the pack *version* object they were admitted with, so a
-swap never mixes versions in one call). A group is dispatched when it holds
-`max_batch` rows or when its oldest row has waited `max_wait_s`. One runner thread makes
-the ORT calls; while it runs, the next batch fills up, which is where batching pays.
+Rows are queued per group (the pack *version* object they were admitted with). Groups
+that may share one call form a class (`mix_key`: packs of one tensor shape); without a
+`mix_key` every group is its own class. The class of the oldest row is dispatched when
+it holds `max_batch` rows, when that row has waited `max_wait_s`, or when nothing else
+can come. The batch is then made like this:
+
+- the oldest row's group alone when it fills the batch (one hot pack: *grouped*, the
+  plainest call);
+- otherwise that group's rows, then the other groups of its class, oldest first, until
+  the batch is full (several packs, none with a full batch: *mixed*, one call instead
+  of one small call per pack).
+
+A row is never moved to another group, so two versions of one pack in one call are two
+groups of the batch, each row run with the version it was admitted with. One runner
+thread makes the calls; while it runs, the next batch fills up, which is where batching
+pays.
 """
 
 from __future__ import annotations
@@ -25,9 +37,24 @@ G = TypeVar("G", bound=Hashable)  # group key: e.g. one pack version
 P = TypeVar("P")  # payload: one request's inputs
 R = TypeVar("R")  # one row of the batch's result
 
-# (group, payloads) -> one result per payload, in order; a row may be an exception (that
-# request alone fails). Runs in the batcher's own thread.
-RunBatch = Callable[[G, Sequence[P]], Sequence[R | BaseException]]
+
+@dataclass(frozen=True)
+class Batch(Generic[G, P]):
+    """One call's rows: `groups` (distinct, in order of first row) and, per row, its
+    payload and the index of its group in `groups` (the ONNX graph's `pack_index`)."""
+
+    groups: tuple[G, ...]
+    payloads: tuple[P, ...]
+    group_index: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+# One batch -> one result per payload, in order; a row may be an exception (that request
+# alone fails). Runs in the batcher's own thread.
+RunBatch = Callable[[Batch[G, P]], Sequence[R | BaseException]]
+MixKey = Callable[[G], Hashable]
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,7 @@ class BatchResult(Generic[R]):
     batch_size: int
     queue_ms: float
     infer_ms: float
+    groups: int = 1  # groups (pack versions) in the call
 
 
 @dataclass
@@ -50,7 +78,7 @@ class _Item(Generic[G, P, R]):
 
 
 class DynamicBatcher(Generic[G, P, R]):
-    """Collects single requests into batches per group; `submit` awaits one row."""
+    """Collects single requests into batches; `submit` awaits one row."""
 
     def __init__(
         self,
@@ -58,8 +86,9 @@ class DynamicBatcher(Generic[G, P, R]):
         *,
         max_batch: int,
         max_wait_s: float,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[Batch[G, P]], None] | None = None,
         nothing_else_coming: Callable[[], bool] | None = None,
+        mix_key: MixKey[G] | None = None,
         name: str = "batch",
     ) -> None:
         if max_batch < 1:
@@ -71,7 +100,9 @@ class DynamicBatcher(Generic[G, P, R]):
         # When the caller knows no other request can join (all admitted requests are
         # already queued here), waiting out max_wait only adds latency.
         self._nothing_else_coming = nothing_else_coming
-        self._groups: dict[G, list[_Item[G, P, R]]] = {}
+        self._mix_key = mix_key
+        # class -> group -> rows (FIFO). Groups keep their insertion order.
+        self._classes: dict[Hashable, dict[G, list[_Item[G, P, R]]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -82,7 +113,7 @@ class DynamicBatcher(Generic[G, P, R]):
 
     @property
     def pending(self) -> int:
-        return sum(len(items) for items in self._groups.values())
+        return sum(len(items) for groups in self._classes.values() for items in groups.values())
 
     def start(self) -> None:
         if self._task is None:
@@ -96,7 +127,8 @@ class DynamicBatcher(Generic[G, P, R]):
             raise ShuttingDownError()
         loop = asyncio.get_running_loop()
         item: _Item[G, P, R] = _Item(group, payload, loop.create_future())
-        self._groups.setdefault(group, []).append(item)
+        groups = self._classes.setdefault(self._class_of(group), {})
+        groups.setdefault(group, []).append(item)
         self._wake.set()
         return await item.future
 
@@ -107,11 +139,12 @@ class DynamicBatcher(Generic[G, P, R]):
         while self.pending and time.perf_counter() < deadline:
             self._wake.set()
             await asyncio.sleep(0.01)
-        for items in self._groups.values():
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(ShuttingDownError())
-        self._groups.clear()
+        for groups in self._classes.values():
+            for items in groups.values():
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(ShuttingDownError())
+        self._classes.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,23 +152,55 @@ class DynamicBatcher(Generic[G, P, R]):
             self._task = None
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _oldest_group(self) -> G | None:
-        oldest: tuple[float, G] | None = None
-        for group, items in self._groups.items():
-            if items and (oldest is None or items[0].enqueued < oldest[0]):
-                oldest = (items[0].enqueued, group)
+    # ------------------------------------------------------------------ policy
+
+    def _class_of(self, group: G) -> Hashable:
+        # Without mixing a group is a class of its own. The tuple keeps a group and a
+        # mix key that happen to be equal values apart.
+        return ("group", group) if self._mix_key is None else ("mix", self._mix_key(group))
+
+    def _oldest_class(self) -> Hashable | None:
+        oldest: tuple[float, Hashable] | None = None
+        for key, groups in self._classes.items():
+            first = min(items[0].enqueued for items in groups.values())
+            if oldest is None or first < oldest[0]:
+                oldest = (first, key)
         return None if oldest is None else oldest[1]
+
+    def _rows(self, key: Hashable) -> int:
+        return sum(len(items) for items in self._classes.get(key, {}).values())
+
+    def _take(self, key: Hashable) -> list[_Item[G, P, R]]:
+        """Up to max_batch rows of class `key`: the oldest row's group first, alone if it
+        fills the batch, then the class's other groups by age of their oldest row."""
+        groups = self._classes[key]
+        order = sorted(groups, key=lambda g: groups[g][0].enqueued)
+        batch: list[_Item[G, P, R]] = []
+        for group in order:
+            items = groups[group]
+            room = self._max_batch - len(batch)
+            batch += items[:room]
+            del items[:room]
+            if not items:
+                del groups[group]
+            if len(batch) == self._max_batch:
+                break
+        if not groups:
+            del self._classes[key]
+        return [it for it in batch if not it.future.done()]
+
+    # ------------------------------------------------------------------ the runner
 
     async def _loop(self) -> None:
         while True:
-            group = self._oldest_group()
-            if group is None:
+            key = self._oldest_class()
+            if key is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            items = self._groups[group]
-            deadline = items[0].enqueued + self._max_wait_s
-            while len(items) < self._max_batch and not self._closing:
+            first = min(items[0].enqueued for items in self._classes[key].values())
+            deadline = first + self._max_wait_s
+            while self._rows(key) < self._max_batch and not self._closing:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0 or (
                     self._nothing_else_coming is not None and self._nothing_else_coming()
@@ -146,48 +211,57 @@ class DynamicBatcher(Generic[G, P, R]):
                     await asyncio.wait_for(self._wake.wait(), remaining)
                 except TimeoutError:
                     break
-            batch = [it for it in items[: self._max_batch] if not it.future.done()]
-            del items[: self._max_batch]
-            if not items:
-                del self._groups[group]
+            batch = self._take(key)
             if batch:
-                await self._dispatch(group, batch)
+                await self._dispatch(batch)
 
-    async def _dispatch(self, group: G, batch: list[_Item[G, P, R]]) -> None:
+    async def _dispatch(self, items: list[_Item[G, P, R]]) -> None:
         now = time.perf_counter()
-        for it in batch:
+        for it in items:
             it.dispatched = now
+        batch = _batch_of(items)
         if self._on_batch is not None:
-            self._on_batch(len(batch))
+            self._on_batch(batch)
         loop = asyncio.get_running_loop()
-        payloads = [it.payload for it in batch]
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run_batch, group, payloads)
+            outputs = await loop.run_in_executor(self._executor, self._run_batch, batch)
         except Exception as exc:  # a server fault: every caller of this batch gets it
-            log.exception("%s batch of %d failed", self._name, len(batch))
-            for it in batch:
-                if not it.future.done():
-                    it.future.set_exception(exc)
+            log.exception("%s batch of %d failed", self._name, len(items))
+            _fail(items, exc)
             return
         infer_ms = (time.perf_counter() - now) * 1e3
-        if len(outputs) != len(batch):
-            err = RuntimeError(f"batch of {len(batch)} rows returned {len(outputs)} rows")
-            for it in batch:
-                if not it.future.done():
-                    it.future.set_exception(err)
+        if len(outputs) != len(items):
+            _fail(items, RuntimeError(f"batch of {len(items)} rows returned {len(outputs)} rows"))
             return
-        for row, it in enumerate(batch):
+        for it, out in zip(items, outputs, strict=True):
             if it.future.done():
                 continue
-            out = outputs[row]
             if isinstance(out, BaseException):
                 it.future.set_exception(out)
             else:
                 it.future.set_result(
                     BatchResult(
                         output=out,
-                        batch_size=len(batch),
+                        batch_size=len(items),
                         queue_ms=(it.dispatched - it.enqueued) * 1e3,
                         infer_ms=infer_ms,
+                        groups=len(batch.groups),
                     )
                 )
+
+
+def _batch_of(items: Sequence[_Item[G, P, R]]) -> Batch[G, P]:
+    index: dict[G, int] = {}
+    for it in items:
+        index.setdefault(it.group, len(index))
+    return Batch(
+        groups=tuple(index),
+        payloads=tuple(it.payload for it in items),
+        group_index=tuple(index[it.group] for it in items),
+    )
+
+
+def _fail(items: Sequence[_Item[G, P, R]], exc: BaseException) -> None:
+    for it in items:
+        if not it.future.done():
+            it.future.set_exception(exc)

@@ -9,7 +9,7 @@ warm-up inference through the real session. Any failure is a PackValidationError
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,7 @@ import numpy as np
 from model.config import ModelConfig, Task
 from model.errors import BackboneInfoError, ModelError, PackError
 from model.expressions import expression_matrix
-from model.feeds import pack_feed
+from model.feeds import batch_key, pack_feed
 from model.files import sha256_file
 from model.layout import BACKBONE_JSON, BACKBONE_ONNX
 from model.manifest import BackboneInfo, PackManifest, check_pack_fits, read_pack
@@ -86,7 +86,8 @@ class Backbone:
 class LoadedPack:
     """One pack version, validated and immutable. Requests hold on to the object they
     were admitted with, so a swap never changes the arrays under them. Compared and
-    hashed by identity: the batcher groups rows by the very version object."""
+    hashed by identity: the batcher groups rows by the very version object. `arrays` are
+    the graph's pack inputs (`pack.<key>`, a pack axis of 1)."""
 
     name: str
     version: str
@@ -101,6 +102,11 @@ class LoadedPack:
     created: str | None = None
     # The manifest's face_expression_map as a matrix (model/expressions.py), or None.
     expression_map: np.ndarray | None = None
+
+    @property
+    def batch_key(self) -> Hashable:
+        """Packs with equal keys (tensor shapes, so K too) may share one backbone call."""
+        return batch_key(self.arrays)
 
     @property
     def modality_names(self) -> list[str]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from model.feeds import backbone_feeds
+from model.feeds import backbone_feeds, stack_pack_feeds
 from model.missing import MODALITIES, MissingType, Modality, types_from_presence
 from service.errors import (
     MediaError,
@@ -35,7 +35,7 @@ from service.limits import Limits
 from service.metrics import ServiceMetrics, Stage
 from service.runtime import policy
 from service.runtime.admission import Admission, Ticket
-from service.runtime.batcher import DynamicBatcher
+from service.runtime.batcher import Batch, DynamicBatcher
 from service.runtime.packs import LoadedPack
 from service.runtime.registry import PackRegistry
 from service.runtime.session import BackboneSession
@@ -89,6 +89,10 @@ def _ms_since(t: float) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def _batch_key(pack: LoadedPack) -> object:
+    return pack.batch_key
+
+
 class InferencePipeline:
     """Owns admission, the extraction pool and both batchers. The session, the registry
     and the extractor are built (and warmed) by the runtime."""
@@ -108,6 +112,7 @@ class InferencePipeline:
         extract_workers: int,
         asr_mode: AsrMode = AsrMode.AUTO,
         timeline: TimelineOptions | None = None,
+        mix_packs: bool = True,
     ) -> None:
         self.session = session
         self.registry = registry
@@ -118,12 +123,15 @@ class InferencePipeline:
         self.timeline = timeline or TimelineOptions()
         self.admission = Admission(max_queue, max_inflight_bytes, metrics.queue_depth.set)
         self._pool = ThreadPoolExecutor(extract_workers, thread_name_prefix="mplmm-extract")
+        # Packs of one shape may share a call (`LoadedPack.batch_key`); rows never change
+        # pack version on the way, so a swap still serves each row by its own version.
         self.batcher: DynamicBatcher[LoadedPack, SampleFeatures, np.ndarray] = DynamicBatcher(
             self._infer,
             max_batch=max_batch,
             max_wait_s=max_wait_s,
-            on_batch=metrics.batch_size.observe,
+            on_batch=self._observe_batch,
             nothing_else_coming=self.admission.nothing_else_coming,
+            mix_key=_batch_key if mix_packs else None,
             name="ort",
         )
         # MiniLM costs about half as much per utterance at batch 16+ as alone.
@@ -364,9 +372,8 @@ class InferencePipeline:
         rows = await asyncio.wrap_future(work)
         return rows[0]
 
-    def _extract_texts(
-        self, _: _TextGroup, texts: Sequence[str]
-    ) -> list[SampleFeatures | BaseException]:
+    def _extract_texts(self, batch: Batch[_TextGroup, str]) -> list[SampleFeatures | BaseException]:
+        texts = batch.payloads
         try:
             return list(self.extractor.extract_many([Sample(text=t) for t in texts]))
         except MediaError:
@@ -379,8 +386,16 @@ class InferencePipeline:
         except MediaError as exc:
             return exc
 
-    def _infer(self, pack: LoadedPack, rows: Sequence[SampleFeatures]) -> list[np.ndarray]:
-        """One backbone call for rows of one pack version: B rows of `(K,)`."""
+    def _observe_batch(self, batch: Batch[LoadedPack, SampleFeatures]) -> None:
+        self.metrics.observe_batch(len(batch), len(batch.groups))
+
+    def _infer(self, batch: Batch[LoadedPack, SampleFeatures]) -> list[np.ndarray]:
+        """One backbone call for rows of one or more pack versions of one shape: their
+        arrays stacked (one pack: fed as they are), each row's index into them; B rows
+        of `(K,)`."""
+        rows = batch.payloads
         text, audio, video = (np.stack([r[m].features for r in rows]) for m in MODALITIES)
         types = types_from_presence(np.array([r.presence for r in rows]))  # (B,)
-        return list(self.session.run(backbone_feeds(text, audio, video, types, pack.arrays)))
+        packs = stack_pack_feeds([p.arrays for p in batch.groups])
+        index = np.array(batch.group_index, dtype=np.int64)
+        return list(self.session.run(backbone_feeds(text, audio, video, types, packs, index)))

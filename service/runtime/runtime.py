@@ -204,6 +204,7 @@ class ServiceRuntime:
             metrics=self.metrics,
             max_batch=s.max_batch_size,
             max_wait_s=s.max_wait_ms / 1e3,
+            mix_packs=s.mix_packs,
             max_queue=s.max_queue,
             max_inflight_bytes=s.max_inflight_bytes,
             request_timeout_s=s.request_timeout_s,

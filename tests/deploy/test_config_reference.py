@@ -31,7 +31,7 @@ def settings() -> Any:
 
 def test_table_lists_the_agreed_variables() -> None:
     names = doc_table_names()
-    assert len(names) == 48
+    assert len(names) == 49
     assert {"MPLMM_HOST", "MPLMM_PACKS_DIR", "MPLMM_ADMIN_TOKEN", "MPLMM_DRAIN_TIMEOUT_S"} <= set(
         names
     )
@@ -61,6 +61,8 @@ def test_table_defaults_match_the_settings_class(settings: Any) -> None:
         assert documented is not None, f"{name}: {cell!r}"
         if isinstance(default, Enum):
             assert documented == default.value, name
+        elif isinstance(default, bool):
+            assert documented == str(default).lower(), name
         elif isinstance(default, (int, float)):
             assert float(documented) == float(default), name
         else:
@@ -74,6 +76,6 @@ def test_deploy_files_use_only_agreed_names(agreed_names: set[str]) -> None:
     unknown = {str(p.relative_to(REPO)): sorted(n - agreed_names) for p, n in used.items()}
     assert {p: n for p, n in unknown.items() if n} == {}
     # The check sees the settings where they are set: image, compose, ConfigMap, docs.
-    assert len(used[REPO / "k8s" / "base" / "settings.env"]) == 31
+    assert len(used[REPO / "k8s" / "base" / "settings.env"]) == 32
     assert "MPLMM_EXECUTION_PROVIDER" in used[REPO / "docker-compose.cpu.yml"]
     assert "MPLMM_PACKS_DIR" in used[REPO / "Dockerfile"]

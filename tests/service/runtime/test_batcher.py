@@ -1,27 +1,34 @@
-"""The dynamic batcher: grouping, max batch, per-row errors, cancellation, shutdown."""
+"""The dynamic batcher: grouping, mixing compatible groups, max batch, per-row errors,
+cancellation, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from service.errors import ShuttingDownError
-from service.runtime.batcher import DynamicBatcher
+from service.runtime.batcher import Batch, DynamicBatcher
 
 
 class Recorder:
+    """Records each call as (group, payloads) when it has one group, else as
+    (groups, payloads, per-row group index)."""
+
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.calls: list[tuple[str, list[int]]] = []
+        self.batches: list[Batch[str, int]] = []
         self.gate = gate
 
-    def __call__(self, group: str, payloads: Sequence[int]) -> list[int | BaseException]:
+    def __call__(self, batch: Batch[str, int]) -> list[int | BaseException]:
         if self.gate is not None:
             self.gate.wait(5)
-        self.calls.append((group, list(payloads)))
-        return [ValueError(f"bad {p}") if p < 0 else p * 10 for p in payloads]
+        self.batches.append(batch)
+        if len(batch.groups) == 1:
+            self.calls.append((batch.groups[0], list(batch.payloads)))
+        return [ValueError(f"bad {p}") if p < 0 else p * 10 for p in batch.payloads]
 
 
 def run(coro: object) -> object:
@@ -40,6 +47,7 @@ def test_groups_are_never_mixed_and_rows_come_back_in_order() -> None:
         return [r.output for r in results]
 
     assert run(main()) == [i * 10 for i in range(10)]
+    assert len(rec.calls) == len(rec.batches)  # one group per call
     for group, payloads in rec.calls:
         assert all((p % 2 == 1) == (group == "a") for p in payloads)
     assert sorted(p for _, ps in rec.calls for p in ps) == list(range(10))
@@ -83,7 +91,7 @@ def test_a_failing_row_fails_only_its_request() -> None:
 
 
 def test_a_failing_batch_fails_every_request_of_it() -> None:
-    def boom(group: str, payloads: Sequence[int]) -> list[int]:
+    def boom(batch: Batch[str, int]) -> list[int]:
         raise RuntimeError("onnxruntime exploded")
 
     async def main() -> list[BaseException]:
@@ -157,3 +165,124 @@ def test_nothing_else_coming_skips_the_wait() -> None:
 
     assert run(main()) == (2, 2)
     assert rec.calls == [("g", [1, 2])]
+
+
+def _mixing(
+    rec: Recorder, max_batch: int = 8, max_wait_s: float = 0.05, **kw: Any
+) -> DynamicBatcher[str, int, int]:
+    # Groups "a1", "a2", "b1"...: the letter is the shape; only one letter mixes.
+    return DynamicBatcher(
+        rec, max_batch=max_batch, max_wait_s=max_wait_s, mix_key=lambda g: g[0], **kw
+    )
+
+
+def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def main() -> list[tuple[int, int]]:
+        b = _mixing(rec)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("a0", 0))
+        await asyncio.sleep(0.1)  # the runner is held: what follows queues up
+        groups = ["a1", "a2", "a1", "a3", "a2", "a3"]
+        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
+        await asyncio.sleep(0.02)
+        gate.set()
+        await blocker
+        results = await asyncio.gather(*jobs)
+        await b.close(1.0)
+        return [(r.output, r.groups) for r in results]
+
+    assert run(main()) == [(i * 10, 3) for i in range(1, 7)]
+    mixed = rec.batches[1]
+    assert mixed.groups == ("a1", "a2", "a3")  # by age of each group's oldest row
+    assert mixed.payloads == (1, 3, 2, 5, 4, 6)  # each group's rows together, in order
+    assert mixed.group_index == (0, 0, 1, 1, 2, 2)
+
+
+def test_incompatible_groups_are_never_mixed() -> None:
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def main() -> None:
+        b = _mixing(rec)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("a0", 0))
+        await asyncio.sleep(0.1)
+        groups = ["a1", "b1", "a2", "b2", "b1", "a1"]
+        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
+        await asyncio.sleep(0.02)
+        gate.set()
+        await asyncio.gather(blocker, *jobs)
+        await b.close(1.0)
+
+    run(main())
+    shapes = [{g[0] for g in batch.groups} for batch in rec.batches]
+    assert shapes == [{"a"}, {"a"}, {"b"}]
+    assert [len(batch.groups) for batch in rec.batches] == [1, 2, 2]
+
+
+def test_a_group_that_fills_the_batch_gets_a_call_of_its_own() -> None:
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def main() -> None:
+        b = _mixing(rec, max_batch=4)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("a0", 0))
+        await asyncio.sleep(0.1)
+        groups = ["a1"] * 5 + ["a2"] * 2
+        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
+        await asyncio.sleep(0.02)
+        gate.set()
+        await asyncio.gather(blocker, *jobs)
+        await b.close(1.0)
+
+    run(main())
+    # The hot group fills a call alone; its fifth row then shares one with the cold group.
+    assert [b.groups for b in rec.batches] == [("a0",), ("a1",), ("a1", "a2")]
+    assert [b.payloads for b in rec.batches[1:]] == [(1, 2, 3, 4), (5, 6, 7)]
+
+
+def test_mixing_dispatches_as_soon_as_the_class_fills_a_batch() -> None:
+    rec = Recorder()
+
+    async def main() -> float:
+        b = _mixing(rec, max_batch=4, max_wait_s=30.0)  # only a full batch goes out
+        b.start()
+        t0 = asyncio.get_running_loop().time()
+        await asyncio.gather(*(b.submit(f"a{i}", i) for i in range(4)))
+        waited = asyncio.get_running_loop().time() - t0
+        await b.close(1.0)
+        return waited
+
+    assert run(main()) < 5
+    assert [b.groups for b in rec.batches] == [("a0", "a1", "a2", "a3")]
+
+
+def test_without_a_mix_key_groups_are_never_mixed() -> None:
+    rec = Recorder()
+
+    async def main() -> None:
+        b: DynamicBatcher[str, int, int] = DynamicBatcher(rec, max_batch=8, max_wait_s=0.02)
+        b.start()
+        await asyncio.gather(*(b.submit(f"a{i % 3}", i) for i in range(9)))
+        await b.close(1.0)
+
+    run(main())
+    assert all(len(batch.groups) == 1 for batch in rec.batches)
+    assert sorted(p for batch in rec.batches for p in batch.payloads) == list(range(9))
+
+
+def test_on_batch_sees_each_call() -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def main() -> None:
+        b = _mixing(Recorder(), on_batch=lambda batch: seen.append((len(batch), len(batch.groups))))
+        b.start()
+        await asyncio.gather(*(b.submit(g, i) for i, g in enumerate(["a1", "a2", "a1"])))
+        await b.close(1.0)
+
+    run(main())
+    assert seen == [(3, 2)]
