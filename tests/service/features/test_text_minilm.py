@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from features_media import SHARED_DATA, real_text_encoders
 
-from service.features.text import TextEncoder
+from service.features.text import TextEncoder, TextPrecision
 
 pytestmark = pytest.mark.slow
 
@@ -51,11 +51,21 @@ def test_minilm_paraphrases_are_closer_than_unrelated_text(minilm: TextEncoder) 
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
 
 
-def test_minilm_batch_padding_does_not_change_features(minilm: TextEncoder) -> None:
-    texts = ["ok", "This sentence is a good deal longer than the first one, by far."]
+def test_minilm_batch_mates_do_not_change_features(minilm: TextEncoder) -> None:
+    """The int8 encoder quantizes activations by each call's range: a text's features
+    must not depend on what else is in its batch (the same request, the same answer,
+    under load or alone)."""
+    assert minilm.spec.precision is TextPrecision.INT8
+    texts = [
+        "ok",
+        "This sentence is a good deal longer than the first one, by far.",
+        "WHAT?! No way. You did NOT just say that to her!!!",
+        "Fine.",
+        "I was wondering whether you might have a minute later to talk about the budget.",
+    ] * 4
     batch = minilm.encode_batch(texts)
     for text, b in zip(texts, batch, strict=True):
-        np.testing.assert_allclose(b.features, minilm.encode(text).features, atol=1e-4)
+        np.testing.assert_array_equal(b.features, minilm.encode(text).features)
 
 
 def _meld_utterances() -> list[str]:
