@@ -1,7 +1,7 @@
 """Time the shipped default bundle's backbone.onnx on onnxruntime (CPU, 2 threads), with a
 real pack fed as inputs, at batch 1, 16 and 64. Prints ONE JSON object.
 
-    .venv/bin/python bench/bundle_forward.py [--bundle bundle] [--pack emotion/1.2.0]
+    .venv/bin/python bench/bundle_forward.py [--bundle bundle] [--pack emotion/1.3.0]
         [--packs 8]
 
 `--packs P` spreads the rows over P stacked packs (the pack and P - 1 perturbed copies,
@@ -33,7 +33,7 @@ from model.manifest import BackboneInfo, read_pack  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "bundle")
-    parser.add_argument("--pack", default="emotion/1.2.0")
+    parser.add_argument("--pack", default="emotion/1.3.0")
     parser.add_argument("--packs", type=int, default=1, help="stacked packs per call")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -225,7 +225,7 @@ class PackInfo(BaseModel):
 
 _PACK_EXAMPLE: dict[str, Any] = {  # one loaded pack, as /packs and PUT /packs show it
     "name": "sentiment",
-    "version": "1.2.0",
+    "version": "1.3.0",
     "task": "classification",
     "labels": ["negative", "neutral", "positive"],
     "modalities": ["text", "audio"],

@@ -190,14 +190,14 @@ def test_a_minute_of_speech_is_transcribed_and_longer_is_413(client: TestClient)
     ("pack", "want"),
     [
         ("sentiment", "negative"),
-        # Known regression of the 1.2.0 emotion pack: its audio branch reads espeak-ng's
+        # Known regression of emotion 1.2.0 and 1.3.0: its audio branch reads espeak-ng's
         # synthetic voice as joy with 0.99 confidence and outweighs the words (the text
         # alone says sadness 0.43, anger 0.24). Strict: it must fail until fixed.
         pytest.param(
             "emotion",
             "anger",
             marks=pytest.mark.xfail(
-                strict=True, reason="1.2.0 emotion: the synthetic voice outweighs the words"
+                strict=True, reason="emotion 1.2.0, 1.3.0: the synthetic voice outweighs the words"
             ),
         ),
     ],
@@ -279,7 +279,7 @@ def test_a_spoken_minute_gives_one_segment_per_sentence_sync_and_as_a_job(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="1.2.0 sentiment: its audio branch leans negative on espeak-ng's synthetic voice "
+    reason="sentiment 1.2.0, 1.3.0: its audio branch leans negative on espeak-ng voice "
     "(9 of these 12 sentences with transcribe=false) and outweighs the words of two positive "
     "ones (docs/API.md#timelines); the same words as text are all right",
 )

@@ -72,7 +72,7 @@ def _errors(*statuses: int, ok: Any = None) -> dict[int | str, dict[str, Any]]:
 
 _META_EXAMPLE = {
     "name": "sentiment",
-    "versions": ["1.2.0"],
+    "versions": ["1.3.0"],
     "platform": "onnxruntime_onnx",
     "inputs": [
         {"name": "text", "datatype": "FP32", "shape": [-1, 32, 384]},
@@ -92,7 +92,7 @@ _META_EXAMPLE = {
 }
 _INFER_EXAMPLE = {
     "model_name": "sentiment",
-    "model_version": "1.2.0",
+    "model_version": "1.3.0",
     "id": "r-1",
     "outputs": [
         {"name": "scores", "datatype": "FP32", "shape": [1, 3], "data": [0.08, 0.17, 0.75]},
@@ -194,7 +194,7 @@ async def server_metadata(request: Request) -> dict[str, Any]:
     "/models",
     summary="The models (packs) served, as a listing",
     responses=_errors(
-        503, ok={"models": [{"name": "sentiment", "version": "1.2.0", "state": "READY"}]}
+        503, ok={"models": [{"name": "sentiment", "version": "1.3.0", "state": "READY"}]}
     ),
 )
 @_oip_errors
