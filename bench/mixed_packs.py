@@ -178,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packs", type=int, default=8)
     parser.add_argument("--bundle", type=Path, default=REPO / "bundle")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--mosi",
+        action="store_true",
+        help="a random-init backbone of the paper's MOSI size (d=30, 5 layers; "
+        "bench/service.py's) instead of --bundle: the backbone is then most of a text "
+        "request, as on a bigger model, where batching it matters",
+    )
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := sorted(set(scenarios) - set(SCENARIOS)):
@@ -195,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="mplmm-mixed-") as tmp:
         packs_dir = Path(tmp) / "packs"
-        packs = write_packs(args.bundle, packs_dir, args.packs)
+        source = "emotion"
+        if args.mosi:
+            args.bundle = bench.build_bundle(Path(tmp) / "bundle")
+            out["bundle"], source = "random-init MOSI size (bench/service.py)", "sentiment"
+        packs = write_packs(args.bundle, packs_dir, args.packs, source)
         for name in scenarios:
             mix, used = name != "grouped", packs[:1] if name == "one_pack" else packs
             out[name] = run_scenario(bench, args.bundle, packs_dir, used, mix, args)
