@@ -134,7 +134,8 @@ class InferencePipeline:
             mix_key=_batch_key if mix_packs else None,
             name="ort",
         )
-        # MiniLM costs about half as much per utterance at batch 16+ as alone.
+        # One executor job per batch of texts: fp32 MiniLM costs about half as much per
+        # utterance at batch 16+ as alone; int8 encodes one text per call (TextEncoder).
         self.text_batcher: DynamicBatcher[_TextGroup, str, SampleFeatures] = DynamicBatcher(
             self._extract_texts,
             max_batch=max_batch,
