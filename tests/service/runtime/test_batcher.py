@@ -176,6 +176,27 @@ def _mixing(
     )
 
 
+def _queued_behind_a_call(groups: list[str], **kwargs: Any) -> Recorder:
+    """Row 0 (group a0) holds the runner; rows of `groups` (payloads 1, 2, ...) queue
+    behind it, then the runner is released: the batches they form are recorded."""
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def main() -> None:
+        b = _mixing(rec, **kwargs)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("a0", 0))
+        await asyncio.sleep(0.1)
+        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
+        await asyncio.sleep(0.02)
+        gate.set()
+        await asyncio.gather(blocker, *jobs)
+        await b.close(1.0)
+
+    run(main())
+    return rec
+
+
 def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
     gate = threading.Event()
     rec = Recorder(gate)
@@ -202,44 +223,14 @@ def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
 
 
 def test_incompatible_groups_are_never_mixed() -> None:
-    gate = threading.Event()
-    rec = Recorder(gate)
-
-    async def main() -> None:
-        b = _mixing(rec)
-        b.start()
-        blocker = asyncio.ensure_future(b.submit("a0", 0))
-        await asyncio.sleep(0.1)
-        groups = ["a1", "b1", "a2", "b2", "b1", "a1"]
-        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
-        await asyncio.sleep(0.02)
-        gate.set()
-        await asyncio.gather(blocker, *jobs)
-        await b.close(1.0)
-
-    run(main())
+    rec = _queued_behind_a_call(["a1", "b1", "a2", "b2", "b1", "a1"])
     shapes = [{g[0] for g in batch.groups} for batch in rec.batches]
     assert shapes == [{"a"}, {"a"}, {"b"}]
     assert [len(batch.groups) for batch in rec.batches] == [1, 2, 2]
 
 
 def test_a_group_that_fills_the_batch_gets_a_call_of_its_own() -> None:
-    gate = threading.Event()
-    rec = Recorder(gate)
-
-    async def main() -> None:
-        b = _mixing(rec, max_batch=4)
-        b.start()
-        blocker = asyncio.ensure_future(b.submit("a0", 0))
-        await asyncio.sleep(0.1)
-        groups = ["a1"] * 5 + ["a2"] * 2
-        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
-        await asyncio.sleep(0.02)
-        gate.set()
-        await asyncio.gather(blocker, *jobs)
-        await b.close(1.0)
-
-    run(main())
+    rec = _queued_behind_a_call(["a1"] * 5 + ["a2"] * 2, max_batch=4)
     # The hot group fills a call alone; its fifth row then shares one with the cold group.
     assert [b.groups for b in rec.batches] == [("a0",), ("a1",), ("a1", "a2")]
     assert [b.payloads for b in rec.batches[1:]] == [(1, 2, 3, 4), (5, 6, 7)]
