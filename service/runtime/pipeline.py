@@ -290,7 +290,7 @@ class InferencePipeline:
         rows = [features.whole, *(s.row for s in features.segments)]
         decisions = [policy.decide(sent, row, pack) for row in rows]
         self._count_dropped(decisions[0].row)
-        todo = [i for i, d in enumerate(decisions) if d.face is None and d.missing_type]
+        todo = [i for i, d in enumerate(decisions) if d.face is None and d.missing_type is not None]
         outs = await asyncio.gather(*(self.batcher.submit(pack, decisions[i].row) for i in todo))
         answers: list[tuple[Answer | None, AnsweredBy | None]] = [
             (d.face, AnsweredBy.FACE_EXPRESSION if d.face else None) for d in decisions

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from service_helpers import (
     TinyBundle,
     error_of,
+    face_mp4,
     fresh_packs,
     running_app,
     settings_for,
@@ -152,3 +154,27 @@ def test_too_many_segments_is_a_413_naming_the_setting(
             "the media cuts into 2 segments, over the limit of 1; send shorter media "
             "(limit set by MPLMM_TIMELINE_MAX_SEGMENTS)"
         )
+
+
+def test_all_three_modalities_are_answered_whole_and_per_segment(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """FULL is missing type 0: a row with text, audio and video must still reach the
+    backbone (not be taken for a row with nothing usable)."""
+    files = {
+        "audio": ("talk.wav", wav_bytes(TWO_SENTENCES), "audio/wav"),
+        "video": ("face.mp4", face_mp4(tmp_path, frames=40), "video/mp4"),
+    }
+    data = {"timeline": "true", "text": "What a lovely surprise.", "pack": "sentiment"}
+    r = client.post("/predict", data=data, files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["missing_type"]["name"] == "FULL"
+    assert body["answered_by"] == "pack"
+    assert body["label"] == max(body["scores"], key=body["scores"].get)
+    segments = body["timeline"]["segments"]
+    assert segments
+    for seg in segments:
+        assert seg["missing_type"] is not None
+        assert seg["answered_by"] == "pack", seg
+        assert seg["label"] in seg["scores"]
