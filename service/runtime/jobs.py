@@ -333,6 +333,10 @@ class JobRunner:
                 log.warning("jobs: cannot claim: %s", exc.message)
                 await asyncio.sleep(2.0)
                 continue
+            except Exception:  # a worker must outlive a bad record or an unmapped error
+                log.exception("jobs: claim failed")
+                await asyncio.sleep(2.0)
+                continue
             if claimed is None:
                 continue
             try:
@@ -356,6 +360,9 @@ class JobRunner:
             self.metrics.jobs.labels(outcome="requeued" if requeued else "lost").inc()
             raise
         finally:
+            if not task.done():  # _watch itself failed: the job must not run on unwatched
+                tracker.stop.set()
+                task.cancel()
             self._running.pop(record.id, None)
             self.metrics.jobs_running.dec()
             self.metrics.job_seconds.observe(time.monotonic() - started)
@@ -376,7 +383,11 @@ class JobRunner:
                 task.cancel()
                 return JobStatus.CANCELLED, None, None
             # 1.0 only once the result is recorded: the backbone still runs after extraction.
-            cancelled = await self.store.update(job_id, 0.99 * min(tracker.fraction, 1.0))
+            try:
+                cancelled = await self.store.update(job_id, 0.99 * min(tracker.fraction, 1.0))
+            except ServiceError as away:  # the store is away for now: run on, report later
+                log.warning("jobs: progress of %s not published: %s", job_id, away.message)
+                cancelled = False
             late = time.monotonic() - t0 > self.timeout_s
             if cancelled or late:
                 tracker.stop.set()
