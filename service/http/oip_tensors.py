@@ -8,6 +8,7 @@ Errors are `OipError(status, message)`; the router answers them as `{"error": me
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +55,9 @@ def parse_request(
     """An inference request's body -> checked inputs; OipError 400 for anything else."""
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise OipError(400, f"{HEADER_LENGTH} {header_length!r} does not fit the body")
+        digits = header_length.isascii() and header_length.isdigit() and len(header_length) < 19
+        if not digits or int(header_length) > len(body):
+            raise OipError(400, f"{HEADER_LENGTH} {header_length[:24]!r} does not fit the body")
         body, binary = body[: int(header_length)], body[int(header_length) :]
     try:
         header = json.loads(body)
@@ -107,12 +109,17 @@ def _tensors(inputs: list[Any], binary: bytes) -> dict[str, np.ndarray]:
         name, datatype, shape = item["name"], item.get("datatype"), item.get("shape")
         if datatype not in DTYPES:
             raise OipError(400, f"input {name}: datatype {datatype!r} is not FP32 or INT64")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(_size(d) for d in shape):
             raise OipError(400, f"input {name}: 'shape' must be a list of sizes")
         if name in out:
             raise OipError(400, f"input {name} is sent twice")
-        dtype, count = DTYPES[datatype], int(np.prod(shape)) if shape else 1
-        size = (item.get("parameters") or {}).get("binary_data_size")
+        params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise OipError(400, f"input {name}: 'parameters' must be an object")
+        # Python ints: a product that numpy would wrap around to a small number cannot
+        # match the data, so it is refused below.
+        dtype, count = DTYPES[datatype], math.prod(shape)
+        size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size != count * np.dtype(dtype).itemsize:
                 raise OipError(
@@ -125,7 +132,7 @@ def _tensors(inputs: list[Any], binary: bytes) -> dict[str, np.ndarray]:
         else:
             try:
                 flat = np.asarray(item.get("data"), dtype=dtype).reshape(-1)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise OipError(400, f"input {name}: 'data' is not {datatype}: {exc}") from exc
             if flat.size != count:
                 raise OipError(400, f"input {name}: {flat.size} values for shape {shape}")
@@ -133,6 +140,11 @@ def _tensors(inputs: list[Any], binary: bytes) -> dict[str, np.ndarray]:
     if offset != len(binary):
         raise OipError(400, f"{len(binary) - offset} bytes of binary data belong to no input")
     return out
+
+
+def _size(d: object) -> bool:
+    """An axis size: a non-negative int (not a bool, which Python counts as one)."""
+    return isinstance(d, int) and not isinstance(d, bool) and d >= 0
 
 
 def _datatype(tensor: np.ndarray) -> str:

@@ -12,22 +12,32 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from model.config import Task
 from model.feeds import backbone_feeds
+from model.missing import (
+    MODALITIES,
+    Modality,
+    NoModalityError,
+    presence_from_types,
+    types_from_presence,
+)
 from service.errors import ServiceError
-from service.http.deps import RuntimeDep
+from service.http.deps import RuntimeDep, SettingsDep
 from service.http.oip_tensors import (
     HEADER_LENGTH,
+    InferInputs,
     OipError,
     input_specs,
     output_specs,
     parse_request,
     response_outputs,
 )
+from service.http.predict_input import body_bytes
 from service.runtime import policy
 from service.runtime.packs import LoadedPack
 from service.runtime.runtime import ServiceRuntime
@@ -45,13 +55,15 @@ class OipErrorBody(BaseModel):
 
 
 _WHY = {400: "Malformed or mismatched inputs", 404: "Unknown model or version",
-        503: "Not ready"}  # fmt: skip
+        503: "Not ready, draining, or the queue is full",
+        504: "Longer than MPLMM_REQUEST_TIMEOUT_S"}  # fmt: skip
 
 
 _ERROR_EXAMPLES = {
     400: "input text must be FP32 [1, 32, 384], got FP32 [1, 5, 384]",
     404: "no pack named 'sarcasm'; loaded packs: emotion, sentiment",
     503: "not ready: loading encoders",
+    504: "longer than MPLMM_REQUEST_TIMEOUT_S=30 s",
 }
 
 
@@ -133,6 +145,25 @@ def _oip_errors(handler: Handler) -> Handler:
             )
 
     return wrapped
+
+
+def _pack_feeds(inputs: InferInputs, pack: LoadedPack) -> dict[str, np.ndarray]:
+    """The backbone's feeds for `pack`, as /predict would make them: a modality the pack
+    was never trained on is absent (its features zeroed, the missing type lowered), so the
+    scores are /predict's for the same features. 400 for a row left with nothing."""
+    presence = presence_from_types(inputs.missing_type)  # (B, 3)
+    trained = np.array([m in pack.modalities for m in MODALITIES])
+    presence &= trained
+    try:
+        types = types_from_presence(presence)
+    except NoModalityError as exc:
+        raise OipError(
+            400, f"{exc}: pack {pack.name} reads only {', '.join(pack.modality_names)}"
+        ) from exc
+    f = {m: inputs.features[m.value] * presence[:, i, None, None] for i, m in enumerate(MODALITIES)}
+    return backbone_feeds(
+        f[Modality.TEXT], f[Modality.AUDIO], f[Modality.VIDEO], types, pack.arrays
+    )
 
 
 def _pack(runtime: ServiceRuntime, name: str, version: str | None = None) -> LoadedPack:
@@ -237,36 +268,58 @@ async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None
 @router.post(
     "/models/{name}/infer",
     summary="Inference on feature tensors (JSON, or the binary tensor data extension)",
-    responses=_errors(400, 404, 503, ok=_INFER_EXAMPLE),
+    responses=_errors(400, 404, 503, 504, ok=_INFER_EXAMPLE),
     openapi_extra={"requestBody": _INFER_BODY},
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference on one version",
-    responses=_errors(400, 404, 503, ok=_INFER_EXAMPLE),
+    responses=_errors(400, 404, 503, 504, ok=_INFER_EXAMPLE),
     openapi_extra={"requestBody": _INFER_BODY},
 )
 @_oip_errors
 async def infer(
-    runtime: RuntimeDep, request: Request, name: str, version: str | None = None
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    request: Request,
+    name: str,
+    version: str | None = None,
 ) -> Any:
+    pipeline = runtime.ready_pipeline()  # 503 while loading or draining, as /predict
     pack = _pack(runtime, name, version)
     backbone, session = runtime.backbone, runtime.session
     if backbone is None or session is None:  # only between a swap of runtimes: say not ready
         raise OipError(503, "not ready")
-    body = await request.body()  # bounded by the body-limit middleware
-    inputs = parse_request(
-        body, request.headers.get(HEADER_LENGTH), backbone.lengths, backbone.dims
-    )
-    f = inputs.features
-    feeds = backbone_feeds(f["text"], f["audio"], f["video"], inputs.missing_type, pack.arrays)
-    out = await asyncio.to_thread(session.run, feeds)  # (B, K)
-    answers = [policy.decode_output(pack.task, pack.labels, row) for row in out]
-    scores = policy.softmax(out) if pack.task is Task.CLASSIFICATION else out
+    # /predict's admission (queue and bytes in flight) and its timeout; the body is read
+    # and parsed off the event loop.
+    with pipeline.admission.admit(body_bytes(request, settings)) as ticket:
+        ticket.queued_for_backbone()  # it never waits in the batchers
+        try:
+            async with asyncio.timeout(pipeline.request_timeout_s):
+                body = await request.body()  # bounded by the body-limit middleware
+                inputs = await asyncio.to_thread(
+                    parse_request,
+                    body,
+                    request.headers.get(HEADER_LENGTH),
+                    backbone.lengths,
+                    backbone.dims,
+                )
+                feeds = _pack_feeds(inputs, pack)
+                out = await asyncio.to_thread(session.run, feeds)  # (B, K)
+        except TimeoutError as exc:
+            raise OipError(
+                504, f"longer than MPLMM_REQUEST_TIMEOUT_S={pipeline.request_timeout_s:g} s"
+            ) from exc
+    if pack.task is Task.CLASSIFICATION:
+        scores = policy.softmax(out)
+        labels = [pack.labels[i] for i in scores.argmax(axis=1)]
+    else:
+        scores = out
+        labels = [policy.decode_output(pack.task, pack.labels, row).label for row in out]
     body_out: dict[str, Any] = {
         "model_name": pack.name,
         "model_version": pack.version,
-        "outputs": response_outputs(scores, [a.label for a in answers], inputs.outputs),
+        "outputs": response_outputs(scores, labels, inputs.outputs),
     }
     if inputs.request_id is not None:
         body_out["id"] = inputs.request_id

@@ -73,6 +73,14 @@ def test_tritonclient_gets_predicts_scores_for_the_same_features(
                                    atol=1e-5)  # fmt: skip
         label = labels[i].decode() if isinstance(labels[i], bytes) else str(labels[i])
         assert label == body["label"]
+    # Video the emotion pack never read is absent, as /predict treats it: "all three"
+    # with any video answers as text and audio.
+    video = np.random.default_rng(0).normal(size=arrays["video"].shape).astype(np.float32)
+    full_types = np.array([0, 0], dtype=np.int64)
+    full = client.infer(
+        "emotion", _inputs({**arrays, "video": video, "missing_type": full_types}, binary)
+    )
+    np.testing.assert_allclose(full.as_numpy("scores")[1], scores[1], atol=1e-5)
 
 
 def test_protocol_errors_are_its_error_bodies(server: str) -> None:
