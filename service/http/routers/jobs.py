@@ -21,7 +21,7 @@ from service.runtime.jobs import JOB_ID_PATTERN, JobRecord
 router = APIRouter(tags=["jobs"])
 
 
-def _jobs(request: Request) -> JobService:
+async def _jobs(request: Request) -> JobService:  # async: no thread hop per poll
     jobs: JobService = request.app.state.jobs
     return jobs
 

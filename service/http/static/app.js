@@ -2,6 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// Pack labels are free text from an uploaded manifest: never markup in the page.
+const escapeXml = (text) => String(text).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 let recorded = null; // a Blob from the microphone and camera, sent as the video
 
 function show(el, on) { el.hidden = !on; }
@@ -97,7 +99,7 @@ function drawTimeline(body) {
   }
   parts.push(`<text x="${W - pad}" y="${H - 6}" text-anchor="end" font-size="11">${end.toFixed(1)} s</text>`);
   labels.forEach((lab, i) => {  // the legend: each label in its colour
-    parts.push(`<text x="${pad + i * 90}" y="16" font-size="12" fill="${colours[i % colours.length]}">${lab}</text>`);
+    parts.push(`<text x="${pad + i * 90}" y="16" font-size="12" fill="${colours[i % colours.length]}">${escapeXml(lab)}</text>`);
   });
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.innerHTML = parts.join("");
