@@ -3,13 +3,16 @@
 Each method builds a `_Call` (what to send and how to read the answer) once, in
 `_Calls`; the two clients only differ in how they send it. A 503 is retried after its
 `Retry-After` (else an exponential backoff), at most `retries` times; so is a request that
-never reached the server (connection refused or reset before it was sent).
+never reached the server (connection refused). A connection dropped before the answer is
+retried only for GET and DELETE: a POST or PUT may already have been carried out (a job
+submitted twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable
@@ -114,8 +117,6 @@ class _Calls:
         manifest."""
         root = Path(pack_dir)
         manifest = (root / "manifest.json").read_bytes()
-        import json
-
         name = json.loads(manifest)["name"]
         files = {
             "manifest": ("manifest.json", manifest, "application/json"),
@@ -142,17 +143,25 @@ def _delay(response: httpx.Response | None, attempt: int) -> float:
     return min(seconds, MAX_BACKOFF_S)
 
 
+REPEATABLE = frozenset({"GET", "DELETE"})  # what the server may carry out twice
+NO_ANSWER = (httpx.ConnectError, httpx.RemoteProtocolError)
+
+
 def _pause(
-    call: _Call[Any], response: httpx.Response | None, attempt: int, retries: int
+    call: _Call[Any], outcome: httpx.Response | Exception, attempt: int, retries: int
 ) -> float | None:
     """How long to wait before trying `call` again, or None when this attempt's outcome
-    stands. `response` None: the request never reached the server. A 503 is retried; not
-    a `/readyz` 503, which is an answer (`Ready.ready` False)."""
+    stands. An exception: no answer came (see the module's docstring for which are
+    retried). A 503 is retried; not a `/readyz` 503, which is an answer (`Ready.ready`
+    False)."""
     if attempt >= retries:
         return None
-    if response is not None and (response.status_code != 503 or 503 in call.ok):
+    if isinstance(outcome, Exception):
+        sent = not isinstance(outcome, httpx.ConnectError)
+        return None if sent and call.method not in REPEATABLE else _delay(None, attempt)
+    if outcome.status_code != 503 or 503 in call.ok:
         return None
-    return _delay(response, attempt)
+    return _delay(outcome, attempt)
 
 
 def _request(call: _Call[Any]) -> dict[str, Any]:
@@ -210,8 +219,8 @@ class Client(_Calls):
         for attempt in itertools.count():
             try:
                 response = self._http.request(**_request(call))
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
-                if (pause := _pause(call, None, attempt, self.retries)) is None:
+            except NO_ANSWER as exc:
+                if (pause := _pause(call, exc, attempt, self.retries)) is None:
                     raise
             else:
                 if (pause := _pause(call, response, attempt, self.retries)) is None:
@@ -300,8 +309,8 @@ class AsyncClient(_Calls):
         for attempt in itertools.count():
             try:
                 response = await self._http.request(**_request(call))
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
-                if (pause := _pause(call, None, attempt, self.retries)) is None:
+            except NO_ANSWER as exc:
+                if (pause := _pause(call, exc, attempt, self.retries)) is None:
                     raise
             else:
                 if (pause := _pause(call, response, attempt, self.retries)) is None:

@@ -65,7 +65,6 @@ class BatchResult(Generic[R]):
     batch_size: int
     queue_ms: float
     infer_ms: float
-    groups: int = 1  # groups (pack versions) in the call
 
 
 @dataclass
@@ -245,7 +244,6 @@ class DynamicBatcher(Generic[G, P, R]):
                         batch_size=len(items),
                         queue_ms=(it.dispatched - it.enqueued) * 1e3,
                         infer_ms=infer_ms,
-                        groups=len(batch.groups),
                     )
                 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -103,9 +104,10 @@ class LoadedPack:
     # The manifest's face_expression_map as a matrix (model/expressions.py), or None.
     expression_map: np.ndarray | None = None
 
-    @property
+    @cached_property
     def batch_key(self) -> Hashable:
-        """Packs with equal keys (tensor shapes, so K too) may share one backbone call."""
+        """Packs with equal keys (tensor shapes, so K too) may share one backbone call.
+        Read for every row queued: computed once per version."""
         return batch_key(self.arrays)
 
     @property

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -89,10 +90,6 @@ def _ms_since(t: float) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
-def _batch_key(pack: LoadedPack) -> object:
-    return pack.batch_key
-
-
 class InferencePipeline:
     """Owns admission, the extraction pool and both batchers. The session, the registry
     and the extractor are built (and warmed) by the runtime."""
@@ -131,7 +128,7 @@ class InferencePipeline:
             max_wait_s=max_wait_s,
             on_batch=self._observe_batch,
             nothing_else_coming=self.admission.nothing_else_coming,
-            mix_key=_batch_key if mix_packs else None,
+            mix_key=attrgetter("batch_key") if mix_packs else None,
             name="ort",
         )
         # One executor job per batch of texts: fp32 MiniLM costs about half as much per

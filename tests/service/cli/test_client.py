@@ -114,6 +114,35 @@ def test_a_503_is_retried_after_its_retry_after(base: str) -> None:
     assert calls["n"] == 2
 
 
+def test_a_dropped_connection_is_retried_only_where_repeating_is_harmless(base: str) -> None:
+    """The connection drops once before the answer: a GET is tried again; a POST is not
+    (the server may have carried it out: a job would be submitted twice); a refused
+    connection (nothing sent) is tried again even for a POST."""
+    calls: list[str] = []
+    failures: list[type[Exception]] = []
+    real = httpx.HTTPTransport()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if failures:
+            raise failures.pop()("boom", request=request)
+        return real.handle_request(request)
+
+    with Client(base, transport=httpx.MockTransport(handler), retries=2) as client:
+        failures.append(httpx.RemoteProtocolError)
+        assert client.packs().packs
+        assert calls == ["GET", "GET"]
+        calls.clear()
+        failures.append(httpx.RemoteProtocolError)
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.predict(text="maybe carried out")
+        assert calls == ["POST"]
+        calls.clear()
+        failures.append(httpx.ConnectError)
+        assert client.predict(text="never sent").label is not None
+        assert calls == ["POST", "POST"]
+
+
 def test_the_async_client_does_the_same(base: str) -> None:
     async def go() -> tuple[str | None, str]:
         async with AsyncClient(base) as client:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service.errors import ShuttingDownError
-from service.runtime.batcher import Batch, DynamicBatcher
+from service.runtime.batcher import Batch, BatchResult, DynamicBatcher
 
 
 class Recorder:
@@ -176,46 +176,34 @@ def _mixing(
     )
 
 
-def _queued_behind_a_call(groups: list[str], **kwargs: Any) -> Recorder:
+def _queued_behind_a_call(
+    groups: list[str], **kwargs: Any
+) -> tuple[Recorder, list[BatchResult[int]]]:
     """Row 0 (group a0) holds the runner; rows of `groups` (payloads 1, 2, ...) queue
-    behind it, then the runner is released: the batches they form are recorded."""
+    behind it, then the runner is released: the batches they form are recorded, and each
+    queued row's result returned."""
     gate = threading.Event()
     rec = Recorder(gate)
 
-    async def main() -> None:
+    async def main() -> list[BatchResult[int]]:
         b = _mixing(rec, **kwargs)
         b.start()
         blocker = asyncio.ensure_future(b.submit("a0", 0))
-        await asyncio.sleep(0.1)
-        jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
-        await asyncio.sleep(0.02)
-        gate.set()
-        await asyncio.gather(blocker, *jobs)
-        await b.close(1.0)
-
-    run(main())
-    return rec
-
-
-def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
-    gate = threading.Event()
-    rec = Recorder(gate)
-
-    async def main() -> list[tuple[int, int]]:
-        b = _mixing(rec)
-        b.start()
-        blocker = asyncio.ensure_future(b.submit("a0", 0))
         await asyncio.sleep(0.1)  # the runner is held: what follows queues up
-        groups = ["a1", "a2", "a1", "a3", "a2", "a3"]
         jobs = [asyncio.ensure_future(b.submit(g, i)) for i, g in enumerate(groups, 1)]
         await asyncio.sleep(0.02)
         gate.set()
         await blocker
         results = await asyncio.gather(*jobs)
         await b.close(1.0)
-        return [(r.output, r.groups) for r in results]
+        return list(results)
 
-    assert run(main()) == [(i * 10, 3) for i in range(1, 7)]
+    return rec, run(main())
+
+
+def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
+    rec, results = _queued_behind_a_call(["a1", "a2", "a1", "a3", "a2", "a3"])
+    assert [(r.output, r.batch_size) for r in results] == [(i * 10, 6) for i in range(1, 7)]
     mixed = rec.batches[1]
     assert mixed.groups == ("a1", "a2", "a3")  # by age of each group's oldest row
     assert mixed.payloads == (1, 3, 2, 5, 4, 6)  # each group's rows together, in order
@@ -223,14 +211,14 @@ def test_compatible_groups_share_one_call_with_each_row_by_its_group() -> None:
 
 
 def test_incompatible_groups_are_never_mixed() -> None:
-    rec = _queued_behind_a_call(["a1", "b1", "a2", "b2", "b1", "a1"])
+    rec, _ = _queued_behind_a_call(["a1", "b1", "a2", "b2", "b1", "a1"])
     shapes = [{g[0] for g in batch.groups} for batch in rec.batches]
     assert shapes == [{"a"}, {"a"}, {"b"}]
     assert [len(batch.groups) for batch in rec.batches] == [1, 2, 2]
 
 
 def test_a_group_that_fills_the_batch_gets_a_call_of_its_own() -> None:
-    rec = _queued_behind_a_call(["a1"] * 5 + ["a2"] * 2, max_batch=4)
+    rec, _ = _queued_behind_a_call(["a1"] * 5 + ["a2"] * 2, max_batch=4)
     # The hot group fills a call alone; its fifth row then shares one with the cold group.
     assert [b.groups for b in rec.batches] == [("a0",), ("a1",), ("a1", "a2")]
     assert [b.payloads for b in rec.batches[1:]] == [(1, 2, 3, 4), (5, 6, 7)]
