@@ -1,10 +1,11 @@
 """Feature extraction over a manifest, cached on disk and resumable.
 
 Features are computed by `service.features` (the code the service runs, so there is no
-train/serve skew) and cached per sample under `<root>/<feature spec sha256>/`, keyed by a
-hash of the sample's content (text, media bytes). Only the real (unpadded) steps of
-present modalities are stored, so MELD's 13.7k utterances stay small. An interrupted run
-resumes where it stopped; a file that fails to decode is reported and skipped.
+train/serve skew) and cached per sample under
+`<root>/<feature spec sha256[:16]>-v<CACHE_VERSION>/`, keyed by a hash of the sample's
+content (text, media bytes). Only the real (unpadded) steps of present modalities are
+stored, so MELD's 13.7k utterances stay small. An interrupted run resumes where it
+stopped; a file that fails to decode is reported and skipped.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
+# Bumped when the extraction changes the features without changing the feature spec.
+# 2: the int8 text encoder runs one text per call (version 1 held features extracted in
+# batches, which moved with their batch-mates); a version-1 folder is not read.
+CACHE_VERSION = 2
+
+
 class FeatureCache:
     """Extracts and caches features for manifest rows with a `FeatureExtractor`."""
 
@@ -122,7 +129,7 @@ class FeatureCache:
         self.transcribe = transcribe
         spec = extractor.spec
         self.spec_sha256: str = spec.sha256()
-        self.dir = Path(root) / self.spec_sha256[:16]
+        self.dir = Path(root) / f"{self.spec_sha256[:16]}-v{CACHE_VERSION}"
         self.shapes = {m: spec.shape(m) for m in MODALITIES}
 
     def _path(self, key: str) -> Path:
