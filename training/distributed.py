@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TypeVar, cast
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 4 * 3600  # MPLMM_DIST_TIMEOUT_S: how long a rank waits for the others
 
 
 def active() -> bool:
@@ -71,9 +73,13 @@ def session(env: Mapping[str, str] = os.environ) -> Iterator[None]:
     if int(env.get("WORLD_SIZE", "1")) <= 1 or active():
         yield
         return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(env.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend())
+    local = int(env.get("LOCAL_RANK", "0"))
+    if local < torch.cuda.device_count():  # more processes than GPUs: those train on CPU
+        torch.cuda.set_device(local)
+    # The other ranks wait at a barrier while rank 0 extracts the features alone (half an
+    # hour from an empty cache on 2 cores): far past the backends' 10-30 min default.
+    timeout = timedelta(seconds=float(env.get("MPLMM_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
+    dist.init_process_group(backend(), timeout=timeout)
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from model.config import ModelConfig
 from model.io import pack_from_model
 from model.mult import MPLMM, MulTBackbone
 from model.prompts import PromptKind
+from training import distributed
 from training.config import RunConfig
 from training.data.manifest import Split
 from training.evaluate import evaluate
@@ -135,5 +136,6 @@ def ablations(
         else:
             model = MPLMM(full.config, kinds, backbone=backbone, pack=full.pack)
             name = f"{name}_at_inference"
-        out[name] = evaluate_model(model, ds, run.seed)["per_type"]
+        # Every rank trains the variant (DDP); rank 0 alone scores the test split.
+        out[name] = distributed.on_main(lambda m=model: evaluate_model(m, ds, run.seed)["per_type"])
     return out
