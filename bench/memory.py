@@ -121,7 +121,7 @@ def main() -> int:
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--budget-mb", type=int, default=512)
     args = parser.parse_args()
-    if not (REPO / "bundle" / "encoders" / "text.onnx").is_file():
+    if not (REPO / "bundle" / "encoders" / "text.json").is_file():
         sys.stderr.write("bundle/encoders is not built: run `mplmm build-encoders`\n")
         return 2
     with tempfile.TemporaryDirectory(prefix="mplmm-bench-memory-") as tmp:

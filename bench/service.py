@@ -312,7 +312,7 @@ def text_limit(bundle: Path, packs: Path, batch: int, seconds: float) -> dict[st
         "calls": calls,
         "seconds": round(wall, 2),
         "rps": round(calls * batch / wall, 1),
-        "threads": "encoder and backbone overlapped, one thread each",
+        "threads": "encoder and backbone overlapped, each stage in its own thread",
     }
 
 

@@ -77,8 +77,9 @@ class TextPath:
         return cls(encoder, session, pack, {m: spec.shape(m) for m in MODALITIES})
 
     def rows(self, texts: Sequence[str]) -> list[SampleFeatures]:
-        """The text batcher's work: one encoder call for all texts, audio and video absent
-        as `not_sent` (a text-only request)."""
+        """The text batcher's work: the texts through `TextEncoder.encode_batch` (one call
+        per text, two at once, for the int8 encoder), audio and video absent as
+        `not_sent` (a text-only request)."""
         results = self.encoder.encode_batch(list(texts))
         absent = {
             m: ModalityResult.absent(m, *self.shapes[m], AbsentReason.NOT_SENT)

@@ -61,7 +61,7 @@ def test_every_default_pack_fits_and_documents_itself() -> None:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    if not (BUNDLE / "encoders" / "text.onnx").is_file():
+    if not (BUNDLE / "encoders" / "text.json").is_file():
         pytest.fail("encoders not built: run `mplmm build-encoders` (scripts/test.sh does)")
     packs = tmp_path_factory.mktemp("packs") / "packs"
     shutil.copytree(BUNDLE / "packs", packs)

@@ -17,7 +17,7 @@ MINUTES = 3.0
 
 @pytest.mark.slow
 def test_three_minutes_of_mixed_load_and_swaps_leak_nothing() -> None:
-    if not (REPO / "bundle" / "encoders" / "text.onnx").is_file():
+    if not (REPO / "bundle" / "encoders" / "text.json").is_file():
         pytest.fail("encoders not built: run `mplmm build-encoders` (scripts/test.sh does)")
     sys.path.insert(0, str(REPO / "bench"))
     from soak import soak

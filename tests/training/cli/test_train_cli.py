@@ -20,7 +20,7 @@ WORDS = {"pos": "great lovely wonderful happy", "neg": "awful terrible sad horri
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (ENCODERS / "text.onnx").is_file():
+    if not (ENCODERS / "text.json").is_file():
         pytest.fail(f"encoders not built in {ENCODERS}: run `mplmm build-encoders` first")
     root = tmp_path_factory.mktemp("train")
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ class CountingExtractor:
 
 @pytest.fixture(scope="module")
 def extractor() -> FeatureExtractor:
-    if not (ENCODERS / "text.onnx").is_file():
+    if not (ENCODERS / "text.json").is_file():
         pytest.fail(f"encoders not built in {ENCODERS}: run `mplmm build-encoders` first")
     return FeatureExtractor(ENCODERS)
 

@@ -41,7 +41,8 @@ def test_export_writes_model_tokenizer_and_spec(built: tuple[Path, dict]) -> Non
     # The service runs the int8 copy by default; the fp32 export stays beside it.
     assert (spec.precision, spec.model_file) == (TextPrecision.INT8, "text_int8.onnx")
     assert spec.model_sha256 == sha256_file(out / "text_int8.onnx")
-    assert (out / "text.onnx").stat().st_size > 2 * (out / "text_int8.onnx").stat().st_size // 3
+    # int8 weights: measured 59 MB against 90 MB (the fp32 embeddings stay).
+    assert (out / "text_int8.onnx").stat().st_size < 0.7 * (out / "text.onnx").stat().st_size
     assert spec.tokenizer_sha256 == sha256_file(out / "text_tokenizer.json")
     assert json.loads((out / TEXT_SPEC_FILE).read_text()) == record
     assert record["build"]["opset"] == 17
