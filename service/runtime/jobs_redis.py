@@ -51,6 +51,25 @@ if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then redis.call('DECRBY', KEYS[2], 
 return 0
 """
 
+# A record's status moves by compare-and-set, so two replicas never both win: a claim
+# does not undo a cancel made meanwhile, an outcome does not overwrite one.
+# KEYS: job; ARGV: the status expected, then field, value, ... -> 1 written, 0 not.
+_SET_IF = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+# KEYS: job, alive; ARGV: progress, owner, alive_ms -> the status ('' for no record). A
+# record that is gone (a cancelled job forgotten) is not written back to life.
+_PROGRESS = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+return status or ''
+"""
+
 T = TypeVar("T")
 _TIMES = ("created_at", "started_at", "finished_at", "expires_at")
 
@@ -70,6 +89,8 @@ class RedisJobStore:
         self._redis = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
         self._take = self._redis.register_script(_TAKE)
         self._release = self._redis.register_script(_RELEASE)
+        self._set_if = self._redis.register_script(_SET_IF)
+        self._progress = self._redis.register_script(_PROGRESS)
         self._swept = 0.0
 
     # ------------------------------------------------------------ the contract
@@ -108,9 +129,7 @@ class RedisJobStore:
             return record
         if await self._call(self._redis.exists(_k("alive", job_id))):
             return record
-        await self._finish(
-            record, JobStatus.LOST, error=lost_record(job_id, _LOST).error, only_if_running=True
-        )
+        await self._finish(record, JobStatus.LOST, error=lost_record(job_id, _LOST).error)
         return await self._read(job_id)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
@@ -122,7 +141,8 @@ class RedisJobStore:
             return record
         if record.status is JobStatus.QUEUED:
             await self._call(self._redis.lrem(_k("queue"), 0, job_id))
-        await self._finish(record, JobStatus.CANCELLED)
+        # Only from the status just read: a job that finished meanwhile keeps its outcome.
+        await self._finish(record, JobStatus.CANCELLED, expect=record.status)
         return await self._read(job_id)
 
     async def claim(self, wait_s: float) -> tuple[JobRecord, PredictRequest] | None:
@@ -138,23 +158,22 @@ class RedisJobStore:
         if record is None or record.status is not JobStatus.QUEUED or not fields:
             return None  # cancelled or expired while queued
         now = time.time()
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(
-            _k("job", job_id),
-            mapping={"status": JobStatus.RUNNING.value, "started_at": now, "owner": self.instance},
-        )
-        pipe.set(_k("alive", job_id), self.instance, px=self.alive_ms)
-        await self._call(pipe.execute())
+        running_fields = {"status": JobStatus.RUNNING.value, "started_at": now,
+                          "owner": self.instance}  # fmt: skip
+        if not await self._write_if(job_id, JobStatus.QUEUED, running_fields):
+            return None  # cancelled between the pop and now
+        await self._call(self._redis.set(_k("alive", job_id), self.instance, px=self.alive_ms))
         running = replace(record, status=JobStatus.RUNNING, started_at=now)
         return running, _request(fields)
 
     async def update(self, job_id: str, progress: float) -> bool:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hget(_k("job", job_id), "status")
-        pipe.hset(_k("job", job_id), "progress", round(float(progress), 4))
-        pipe.set(_k("alive", job_id), self.instance, px=self.alive_ms)
-        status, *_ = await self._call(pipe.execute())
-        return status is None or _text(status) != JobStatus.RUNNING.value
+        status = await self._call(
+            self._progress(
+                keys=[_k("job", job_id), _k("alive", job_id)],
+                args=[round(float(progress), 4), self.instance, self.alive_ms],
+            )
+        )
+        return _text(status) != JobStatus.RUNNING.value
 
     async def finish(
         self,
@@ -165,7 +184,7 @@ class RedisJobStore:
     ) -> None:
         record = await self._read(job_id)
         if record is not None:
-            await self._finish(record, status, result, error, only_if_running=True)
+            await self._finish(record, status, result, error)
 
     async def requeue(self, job_id: str) -> bool:
         record = await self._read(job_id)
@@ -195,32 +214,34 @@ class RedisJobStore:
         result: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
         *,
-        only_if_running: bool = False,
+        expect: JobStatus = JobStatus.RUNNING,
     ) -> None:
-        """Record the outcome unless (`only_if_running`) a cancel got there first; free
-        the media and the bounds either way."""
+        """Record the outcome if the job is still `expect` (a cancel or another outcome
+        that got there first stays); free the media and the bounds either way."""
         key = _k("job", record.id)
-        current = await self._call(self._redis.hget(key, "status"))
-        keep = only_if_running and current is not None and _text(current) != "running"
         now = time.time()
+        fields: dict[Any, Any] = {
+            "status": status.value,
+            "finished_at": now,
+            "expires_at": now + self.ttl_s,
+        }
+        if status is JobStatus.SUCCEEDED:
+            fields["progress"] = 1.0
+        if result is not None:
+            fields["result"] = json.dumps(result)
+        if error is not None:
+            fields["error"] = json.dumps(error)
+        await self._write_if(record.id, expect, fields)
         pipe = self._redis.pipeline(transaction=True)
-        if not keep:
-            fields: dict[Any, Any] = {
-                "status": status.value,
-                "finished_at": now,
-                "expires_at": now + self.ttl_s,
-            }
-            if status is JobStatus.SUCCEEDED:
-                fields["progress"] = 1.0
-            if result is not None:
-                fields["result"] = json.dumps(result)
-            if error is not None:
-                fields["error"] = json.dumps(error)
-            pipe.hset(key, mapping=fields)
         pipe.expire(key, max(int(self.ttl_s), 1))
         pipe.delete(_k("input", record.id), _k("alive", record.id))
         await self._call(pipe.execute())
         await self._release_bounds(record.id, record.nbytes)
+
+    async def _write_if(self, job_id: str, expect: JobStatus, fields: dict[Any, Any]) -> bool:
+        """Write `fields` into the record if its status is `expect`, atomically."""
+        args = [expect.value, *(x for kv in fields.items() for x in kv)]
+        return bool(await self._call(self._set_if(keys=[_k("job", job_id)], args=args)))
 
     async def _bounds(self) -> tuple[int, int]:
         pipe = self._redis.pipeline(transaction=False)

@@ -145,3 +145,51 @@ def test_replicas_share_jobs_through_redis(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
+
+
+def test_status_moves_are_compare_and_set(redis_url: str) -> None:
+    """Two replicas racing on one record never both win: a cancel stays cancelled (an
+    outcome that arrives after it is not recorded), an outcome stays (a cancel that read
+    the job running before it finished does not overwrite it), and progress published
+    for a job already forgotten does not bring its record back (a later poll is a 404,
+    not a record without a status)."""
+    from service.features.types import Sample
+    from service.runtime.jobs import JobRecord, JobStatus, new_job_id
+    from service.runtime.types import PredictRequest
+
+    async def main() -> None:
+        store = _store(redis_url)
+
+        async def submitted() -> JobRecord:
+            record = JobRecord(new_job_id(store.instance), JobStatus.QUEUED, nbytes=10)
+            await store.submit(record, PredictRequest(Sample(text="hi")))
+            return record
+
+        try:
+            a = await submitted()
+            claimed = await store.claim(1.0)
+            assert claimed is not None
+            assert claimed[0].id == a.id
+            assert (await store.cancel(a.id)).status is JobStatus.CANCELLED
+            await store.finish(a.id, JobStatus.SUCCEEDED, result={"label": "late"})
+            after = await store.get(a.id)
+            assert after.status is JobStatus.CANCELLED
+            assert after.result is None
+            assert await store.update(a.id, 0.5)  # it tells the runner to stop
+            assert (await store.cancel(a.id)).status is JobStatus.CANCELLED  # forgotten
+            assert await store.update(a.id, 0.6)
+            assert await store.get(a.id) is None
+
+            b = await submitted()
+            await store.claim(1.0)
+            stale = await store.get(b.id)  # a cancel reads it running...
+            await store.finish(b.id, JobStatus.SUCCEEDED, result={"label": "done"})
+            await store._finish(stale, JobStatus.CANCELLED, expect=stale.status)  # ...then writes
+            done = await store.get(b.id)
+            assert done.status is JobStatus.SUCCEEDED
+            assert done.result == {"label": "done"}
+            assert await store._bounds() == (0, 0)  # every bound released once
+        finally:
+            await store.close()
+
+    asyncio.run(main())
