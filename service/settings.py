@@ -149,7 +149,8 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
-    def _redis_needs_a_url(self) -> Settings:
+    def _consistent(self) -> Settings:
+        # Checked here too (TimelineSpec checks itself) to fail at start naming the setting.
         if self.jobs_backend is JobsBackend.REDIS and not self.redis_url:
             raise ValueError("MPLMM_JOBS_BACKEND=redis needs MPLMM_REDIS_URL (redis://host:6379/0)")
         if self.timeline_min_segment_s > self.timeline_max_segment_s:
@@ -218,17 +219,20 @@ class Settings(BaseSettings):
             bytes_setting="job_max_bytes",
         )
 
+    def _body_for(self, media: int) -> int:
+        """A body holding `media` bytes of media: base64 and form overhead (4/3) and room
+        for text and multipart boundaries."""
+        return media * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
+
     @property
     def max_job_body_bytes(self) -> int:
-        """Largest POST /jobs body: the media of one job, base64 and form overhead."""
-        return self.job_max_bytes * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
+        """Largest POST /jobs body: the media of one job."""
+        return self._body_for(self.job_max_bytes)
 
     @property
     def max_body_bytes(self) -> int:
-        """Largest /predict body we read: both media at their limits, plus base64 and form
-        overhead (4/3) and room for text and multipart boundaries."""
-        media = self.max_audio_bytes + self.max_video_bytes
-        return media * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
+        """Largest /predict body we read: both media at their limits."""
+        return self._body_for(self.max_audio_bytes + self.max_video_bytes)
 
 
 @lru_cache(maxsize=1)

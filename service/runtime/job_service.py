@@ -7,8 +7,7 @@ import asyncio
 import time
 from dataclasses import replace
 
-from model.missing import MODALITIES
-from service.errors import MediaTooLargeError, NoUsableModalityError
+from service.errors import MediaTooLargeError
 from service.features.types import Sample
 from service.runtime.jobs import (
     JobRecord,
@@ -73,12 +72,8 @@ class JobService:
     async def submit(self, req: PredictRequest) -> JobRecord:
         """Queue a timeline job: 404 for an unknown pack, 422 with no modality, 503 when
         not ready, draining or full. The media's duration is checked when it runs."""
-        pack = self.runtime.ready_pipeline().registry.get(req.pack)
+        pack = self.runtime.ready_pipeline().pack_for(req)
         sample = req.sample
-        if not any(sample.sent(m) for m in MODALITIES):
-            raise NoUsableModalityError(
-                "no modality sent: send at least one of text, audio or video"
-            )
         await asyncio.to_thread(self._check_durations, sample)
         nbytes = sum(len(m) for m in (sample.audio, sample.video) if isinstance(m, bytes))
         record = JobRecord(
