@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from service.errors import MediaTooLargeError
 from service.features.types import Sample
+from service.runtime.admission import Ticket
 from service.runtime.jobs import (
     JobRecord,
     JobRunner,
@@ -68,6 +69,10 @@ class JobService:
         """503 jobs_full before a body of `nbytes` is read, when it could not be queued."""
         self.runtime.ready_pipeline()
         await self.store.check_room(nbytes)
+
+    def admit(self, nbytes: int) -> Ticket:
+        """A job body of `nbytes` being read, in the request admission (503 when full)."""
+        return self.runtime.ready_pipeline().admission.admit(nbytes)
 
     async def submit(self, req: PredictRequest) -> JobRecord:
         """Queue a timeline job: 404 for an unknown pack, 422 with no modality, 503 when

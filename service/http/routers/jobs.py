@@ -48,9 +48,14 @@ def _found(job: JobRecord | None, job_id: str) -> JobRecord:
     responses=error_responses(400, 404, 413, 415, 422, 503),
 )
 async def submit_job(request: Request, jobs: JobsDep, settings: SettingsDep) -> JSONResponse:
-    await jobs.check_room(body_bytes(request, settings, settings.max_job_body_bytes))
-    req = await read_predict_request(request, settings, settings.job_limits)
-    job = await jobs.submit(req)
+    nbytes = body_bytes(request, settings, settings.max_job_body_bytes)
+    await jobs.check_room(nbytes)
+    # Bodies being read are admitted as /predict's are (MPLMM_MAX_INFLIGHT_BYTES): uploads
+    # in parallel cannot each pass check_room and together hold more than that.
+    with jobs.admit(nbytes) as ticket:
+        ticket.queued_for_backbone()  # an upload never waits in the batchers
+        req = await read_predict_request(request, settings, settings.job_limits)
+        job = await jobs.submit(req)
     body = job_response(job).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 

@@ -4,11 +4,13 @@ seen running, with its progress, and cancelled there."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +20,7 @@ from service_helpers import (
     fresh_packs,
     metric,
     running_app,
+    served,
     settings_for,
 )
 from spoken import SR, spoken, wav_bytes
@@ -228,3 +231,32 @@ def test_unknown_malformed_lost_and_forgotten_jobs(
         _poll(client, again, "succeeded")
         assert client.delete(f"/jobs/{again}").json()["status"] == "succeeded"
         assert client.get(f"/jobs/{again}").status_code == 404
+
+
+def test_a_job_upload_in_progress_is_admitted_like_a_predict_body(
+    svc_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    """While one job body is still arriving, a second is refused (503): bodies in flight
+    share MPLMM_MAX_INFLIGHT_BYTES, so parallel uploads cannot each pass the jobs' own
+    bound and together hold more memory. A real server: the first body stops half-way."""
+    body = b'{"text": "' + b"a" * 1500 + b'"}'
+    head = (
+        "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    packs = fresh_packs(svc_bundle, tmp_path / "packs")
+    with served(svc_bundle, packs, MPLMM_MAX_INFLIGHT_BYTES="2500", MPLMM_ASR="off") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as first:
+            first.sendall(head + body[:100])  # admitted, then waiting for the rest
+            time.sleep(0.5)
+            second = httpx.post(f"{base}/jobs", content=body, timeout=30,
+                                headers={"content-type": "application/json"})  # fmt: skip
+            first.sendall(body[100:])
+            answer = first.recv(65536).split(b"\r\n", 1)[0]
+        third = httpx.post(f"{base}/jobs", content=body, timeout=30,
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert second.status_code == 503, second.text
+    assert "MPLMM_MAX_INFLIGHT_BYTES" in second.json()["error"]["message"]
+    assert b" 202 " in answer, answer
+    assert third.status_code == 202, third.text  # the room came back
