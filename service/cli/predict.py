@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import uuid
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot is not None and not args.timeline:
         sys.stderr.write("mplmm predict: --plot needs --timeline\n")
+        return 2
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        # Said now, not after a timeline of up to half an hour of media.
+        sys.stderr.write("mplmm predict: --plot needs matplotlib: pip install 'mplmm[plot]'\n")
         return 2
 
     from service.errors import InvalidMediaError, ServiceError
