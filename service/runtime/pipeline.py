@@ -90,6 +90,14 @@ def _ms_since(t: float) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def _extract_timings(t: float, features: SampleFeatures) -> dict[str, float]:
+    """The extract stage since `t`, and each of its steps as `extract.<step>`."""
+    timings = {Stage.EXTRACT.value: _ms_since(t)}
+    for key, ms in features.timings_ms.items():
+        timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
+    return timings
+
+
 class InferencePipeline:
     """Owns admission, the extraction pool and both batchers. The session, the registry
     and the extractor are built (and warmed) by the runtime."""
@@ -217,14 +225,9 @@ class InferencePipeline:
     async def _admitted(self, req: PredictRequest, pack: LoadedPack, ticket: Ticket) -> Prediction:
         t = time.perf_counter()
         sent = req.sample
-        reads_faces = pack.expression_map is not None
-        transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
-        to_extract = policy.inputs_to_extract(sent, pack.modalities, reads_faces, transcribe)
-        features = await self._extract(to_extract, pack, ticket)
+        features = await self._extract(self._to_extract(req, pack), pack, ticket)
         self._count_transcription(features)
-        timings = {Stage.EXTRACT.value: _ms_since(t)}
-        for key, ms in features.timings_ms.items():
-            timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
+        timings = _extract_timings(t, features)
 
         decision = policy.decide(sent, features, pack)
         self._count_dropped(decision.row)
@@ -265,10 +268,7 @@ class InferencePipeline:
         allows."""
         t = time.perf_counter()
         sent = req.sample
-        transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
-        to_extract = policy.inputs_to_extract(
-            sent, pack.modalities, pack.expression_map is not None, transcribe
-        )
+        to_extract = self._to_extract(req, pack)
         opts = self.timeline
         if ticket is not None:
             ticket.extracting()
@@ -279,9 +279,7 @@ class InferencePipeline:
             ticket.hold_until(work)
         features = await asyncio.wrap_future(work)
         self._count_transcription(features.whole)
-        timings = {Stage.EXTRACT.value: _ms_since(t)}
-        for key, ms in features.whole.timings_ms.items():
-            timings[f"{Stage.EXTRACT.value}.{key}"] = float(ms)
+        timings = _extract_timings(t, features.whole)
 
         if ticket is not None:
             ticket.queued_for_backbone()
@@ -342,6 +340,13 @@ class InferencePipeline:
             timings_ms=timings,
             batch_size=batch_size,
         )
+
+    def _to_extract(self, req: PredictRequest, pack: LoadedPack) -> Sample:
+        """What of the request the pack reads (and the speech to transcribe)."""
+        sent = req.sample
+        transcribe = policy.should_transcribe(self.asr_mode, req.transcribe, sent, pack.modalities)
+        reads_faces = pack.expression_map is not None
+        return policy.inputs_to_extract(sent, pack.modalities, reads_faces, transcribe)
 
     def _count_transcription(self, features: SampleFeatures) -> None:
         text = features[Modality.TEXT]
