@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from service.errors import MediaTooLargeError
 from service.features.types import Sample
+from service.runtime import policy
 from service.runtime.admission import Ticket
 from service.runtime.jobs import (
     JobRecord,
@@ -77,8 +78,9 @@ class JobService:
     async def submit(self, req: PredictRequest) -> JobRecord:
         """Queue a timeline job: 404 for an unknown pack, 422 with no modality, 503 when
         not ready, draining or full. The media's duration is checked when it runs."""
-        pack = self.runtime.ready_pipeline().pack_for(req)
+        pack = self.runtime.ready_pipeline().registry.get(req.pack)
         sample = req.sample
+        policy.require_sent(sample)
         await asyncio.to_thread(self._check_durations, sample)
         nbytes = sum(len(m) for m in (sample.audio, sample.video) if isinstance(m, bytes))
         record = JobRecord(

@@ -26,7 +26,6 @@ from model.feeds import backbone_feeds, stack_pack_feeds
 from model.missing import MODALITIES, MissingType, Modality, types_from_presence
 from service.errors import (
     MediaError,
-    NoUsableModalityError,
     RequestTimeoutError,
     ServiceError,
 )
@@ -176,8 +175,9 @@ class InferencePipeline:
                 async with asyncio.timeout(self.request_timeout_s):
                     req = await parse()
                     parse_ms = _ms_since(start)
-                    pack = self.pack_for(req)  # pinned: later swaps do not matter
+                    pack = self.registry.get(req.pack)  # pinned: later swaps do not matter
                     pack_label = pack.name
+                    policy.require_sent(req.sample)
                     if req.timeline:
                         pred = await self._timeline(req, pack, self.timeline.limits, ticket)
                     else:
@@ -202,23 +202,15 @@ class InferencePipeline:
         self.metrics.count_request(pack.name, kind, 200)
         return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
 
-    def pack_for(self, req: PredictRequest) -> LoadedPack:
-        """The pack version that answers `req` (404 unknown_pack); 422 when nothing at all
-        was sent."""
-        pack = self.registry.get(req.pack)
-        if not any(req.sample.sent(m) for m in MODALITIES):
-            raise NoUsableModalityError(
-                "no modality sent: send at least one of text, audio or video"
-            )
-        return pack
-
     async def run_job(
         self, req: PredictRequest, limits: Limits, progress: Progress | None = None
     ) -> Prediction:
         """A job's request: a timeline under the jobs' own limits, outside admission
         (jobs have their own bounds), on the same extraction pool and batcher."""
         start = time.perf_counter()
-        pred = await self._timeline(req, self.pack_for(req), limits, None, progress)
+        pack = self.registry.get(req.pack)
+        policy.require_sent(req.sample)
+        pred = await self._timeline(req, pack, limits, None, progress)
         timings = {**pred.timings_ms, Stage.TOTAL.value: _ms_since(start)}
         return replace(pred, timings_ms={k: round(v, 3) for k, v in timings.items()})
 

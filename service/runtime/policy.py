@@ -62,6 +62,12 @@ def inputs_to_extract(
     )
 
 
+def require_sent(sample: Sample) -> None:
+    """422 when the request holds no modality at all."""
+    if not any(sample.sent(m) for m in MODALITIES):
+        raise NoUsableModalityError("no modality sent: send at least one of text, audio or video")
+
+
 def apply_pack(sent: Sample, features: SampleFeatures, trained: Trained) -> SampleFeatures:
     """A modality the pack was never trained on is absent (`not_trained_for_pack`)
     whenever the client sent it or the extractor found it (a video's audio track). Its
